@@ -1,0 +1,45 @@
+# Shared defaults for the local (no Docker) stack. Sourced, never run.
+# Every value can be overridden from the environment; README.md lists them.
+set -euo pipefail
+
+TOUCHLINE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export TOUCHLINE_ROOT
+export TOUCHLINE_RUN_DIR="${TOUCHLINE_RUN_DIR:-$TOUCHLINE_ROOT/.run}"
+export TOUCHLINE_CACHE_DIR="${TOUCHLINE_CACHE_DIR:-$TOUCHLINE_ROOT/.cache}"
+export TOUCHLINE_KAFKA_PORT="${TOUCHLINE_KAFKA_PORT:-19092}"
+export TOUCHLINE_KAFKA_CONTROLLER_PORT="${TOUCHLINE_KAFKA_CONTROLLER_PORT:-19093}"
+export TOUCHLINE_PG_PORT="${TOUCHLINE_PG_PORT:-55432}"
+export TOUCHLINE_KAFKA_VERSION="${TOUCHLINE_KAFKA_VERSION:-4.4.0}"
+
+log() { printf '[touchline] %s\n' "$*" >&2; }
+die() { printf '[touchline] error: %s\n' "$*" >&2; exit 1; }
+
+need() {  # need COMMAND "what to install"
+  command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH. $2"
+}
+
+pid_alive() {  # pid_alive PIDFILE
+  [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+wait_for_port() {  # wait_for_port PORT SECONDS
+  local deadline=$((SECONDS + $2))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+
+stop_pidfile() {  # stop_pidfile PIDFILE NAME: TERM, wait, then KILL so nothing is left behind
+  local pidfile=$1 name=$2 pid
+  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  pid=$(cat "$pidfile")
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name did not stop within 30 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  log "$name stopped"
+}

@@ -1,0 +1,189 @@
+"""HTTP edge of ingest: channel systems POST batches of touches; 202 means durable in Kafka."""
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, status
+from pydantic import BaseModel
+
+from services.ingest.domain import Rejected, parse_batch, stamp
+from services.ingest.metrics import (
+    BATCH_SIZE,
+    EVENTS_ACCEPTED,
+    EVENTS_REJECTED,
+    PRODUCE_SECONDS,
+    REQUEST_SECONDS,
+)
+from services.ingest.settings import IngestSettings
+from shared.auth import Principal, principals, require_scope
+from shared.events import TouchEventIn
+from shared.http import ErrorBody, error_response, install_common
+from shared.kafka import BrokerUnavailable, DurablePublisher
+from shared.serialization import encode
+from shared.topics import CUSTOMER_LOG
+
+RETRY_AFTER_SECONDS = "5"
+
+
+class Accepted(BaseModel):
+    accepted: int
+
+
+def _batch_schema(max_batch: int) -> dict[str, Any]:
+    event = TouchEventIn.model_json_schema()
+    event.pop("$defs", None)
+    event["properties"]["properties"] = {
+        "type": "object",
+        "additionalProperties": True,
+        "description": "Any JSON object, at most 16 KiB serialized: amounts, campaign, page, ...",
+    }
+    return {"type": "array", "minItems": 1, "maxItems": max_batch, "items": event}
+
+
+EXAMPLE_BATCH = [
+    {
+        "event_id": "shop-order-88121",
+        "customer_id": "cust-00042",
+        "type": "purchase",
+        "channel": "web",
+        "occurred_at": "2026-11-22T09:14:03Z",
+        "properties": {"amount": 129.90, "currency": "EUR", "items": 2},
+    },
+    {
+        "event_id": "esp-open-5521-cust-00042",
+        "customer_id": "cust-00042",
+        "type": "email.opened",
+        "channel": "email",
+        "occurred_at": "2026-11-22T08:02:11+01:00",
+        "properties": {"campaign": "winter-sale"},
+    },
+]
+
+Writer = Annotated[Principal, Depends(require_scope("events:write"))]
+
+
+def _settings(request: Request) -> IngestSettings:
+    settings: IngestSettings = request.app.state.settings
+    return settings
+
+
+def _publisher(request: Request) -> DurablePublisher:
+    publisher: DurablePublisher = request.app.state.publisher
+    return publisher
+
+
+Settings = Annotated[IngestSettings, Depends(_settings)]
+Publisher = Annotated[DurablePublisher, Depends(_publisher)]
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit`, whatever Content-Length claimed."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise Rejected(415, "unsupported_media_type", "send the batch as Content-Type: application/json")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, "body_too_large", f"the body has {declared} bytes; at most {limit} are accepted")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, "body_too_large", f"the body passes {limit} bytes, the most accepted")
+    return bytes(body)
+
+
+async def _publish(
+    request: Request, principal: Principal, settings: IngestSettings, publisher: DurablePublisher
+) -> int:
+    body = await _read_capped(request, settings.ingest_max_body_bytes)
+    received_at = datetime.now(UTC)
+    events = parse_batch(body, received_at, settings.policy())
+    records = [
+        (event.customer_id.encode(), encode(stamp(event, received_at, principal.source))) for event in events
+    ]
+    started = time.perf_counter()
+    await publisher.publish(settings.topic(CUSTOMER_LOG), records)
+    PRODUCE_SECONDS.observe(time.perf_counter() - started)
+    return len(events)
+
+
+@router.post(
+    "/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    summary="Publish a batch of customer touches",
+    responses={
+        400: {"model": ErrorBody, "description": "The body is not JSON."},
+        401: {"model": ErrorBody, "description": "No API key, or an unknown one."},
+        403: {"model": ErrorBody, "description": "The key lacks the `events:write` scope."},
+        413: {"model": ErrorBody, "description": "Body over 1 MiB or batch over 500 events."},
+        415: {"model": ErrorBody, "description": "Content-Type is not application/json."},
+        422: {"model": ErrorBody, "description": "Invalid events, each named by index, field and reason."},
+        503: {
+            "model": ErrorBody,
+            "description": "Kafka did not acknowledge in time; retry after Retry-After.",
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _batch_schema(500), "example": EXAMPLE_BATCH}},
+        }
+    },
+)
+async def publish_events(
+    request: Request, principal: Writer, settings: Settings, publisher: Publisher
+) -> Any:
+    """Publish 1-500 touches, all or nothing. 202 only once Kafka has every event durably.
+
+    Events are keyed by `customer_id`, so each customer's touches keep the order they have in the batch.
+    `received_at` and `source` are stamped by the platform: `source` comes from your API key.
+    **Retrying is always safe**: after a 503 or a lost connection, send the same batch again; every
+    projection deduplicates by `event_id`, so an event sent twice is stored once.
+    """
+    started = time.perf_counter()
+    try:
+        accepted = await _publish(request, principal, settings, publisher)
+    except Rejected as rejected:
+        invalid = {problem.index for problem in rejected.problems} or {None}
+        EVENTS_REJECTED.labels(principal.source, rejected.error).inc(len(invalid))
+        REQUEST_SECONDS.labels(str(rejected.status)).observe(time.perf_counter() - started)
+        return error_response(rejected.status, rejected.error, rejected.message, rejected.problems)
+    except BrokerUnavailable as unavailable:
+        REQUEST_SECONDS.labels("503").observe(time.perf_counter() - started)
+        return error_response(
+            503,
+            "broker_unavailable",
+            f"{unavailable}; retry the same batch",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    EVENTS_ACCEPTED.labels(principal.source, "http").inc(accepted)
+    BATCH_SIZE.observe(accepted)
+    REQUEST_SECONDS.labels("202").observe(time.perf_counter() - started)
+    return Accepted(accepted=accepted)
+
+
+def create_app(settings: IngestSettings, publisher: DurablePublisher | None = None) -> FastAPI:
+    publisher = publisher or DurablePublisher(settings, settings.ingest_produce_timeout_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await publisher.close()
+
+    app = FastAPI(
+        title="Touchline ingest",
+        version="1",
+        description="Channel systems publish customer touches. Authenticate: `Authorization: Bearer <key>`.",
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.publisher = settings, publisher
+    app.state.api_keys = principals(settings.api_keys)
+    install_common(app, readiness=publisher.ready)
+    app.include_router(router)
+    return app

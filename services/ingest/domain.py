@@ -1,0 +1,120 @@
+"""Ingest rules, the same for the HTTP and the Kafka-native path: what is a valid touch, and stamping it."""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from shared.errors import Problem, problems_from
+from shared.events import TouchEvent, TouchEventIn
+
+
+@dataclass(frozen=True)
+class IngestPolicy:
+    max_batch: int
+    max_future: timedelta
+
+
+class Rejected(Exception):
+    """The input is not acceptable; `status` tells the HTTP path which 4xx it is."""
+
+    def __init__(self, status: int, error: str, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.problems = status, error, message, list(problems)
+
+
+_batch = TypeAdapter(list[TouchEventIn])
+_SOURCE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def future_problems(events: Sequence[TouchEventIn], now: datetime, policy: IngestPolicy) -> list[Problem]:
+    latest, seconds = now + policy.max_future, policy.max_future.total_seconds()
+    return [
+        Problem(index=index, field="occurred_at", reason=f"is more than {seconds:g} s in the future")
+        for index, event in enumerate(events)
+        if event.occurred_at > latest
+    ]
+
+
+def _malformed(error: ValidationError) -> Rejected | None:
+    first = error.errors()[0]
+    if first["type"] == "json_invalid":
+        return Rejected(400, "malformed_json", f"the body is not valid JSON: {first['msg']}")
+    if first["type"] == "list_type" and not first["loc"]:
+        return Rejected(422, "invalid_batch", "the body must be a JSON array of events")
+    return None
+
+
+def parse_batch(body: bytes, now: datetime, policy: IngestPolicy) -> list[TouchEventIn]:
+    """Every event of the batch, or Rejected naming every invalid one: a batch is all or nothing."""
+    try:
+        events = _batch.validate_json(body)
+    except ValidationError as error:
+        raise _malformed(error) or Rejected(
+            422,
+            "invalid_events",
+            "some events are invalid; none was accepted",
+            problems_from(error.errors(), indexed=True),
+        ) from None
+    if not events:
+        raise Rejected(422, "empty_batch", "the batch holds no event; send 1 or more")
+    if len(events) > policy.max_batch:
+        raise Rejected(413, "batch_too_large", f"{len(events)} events; at most {policy.max_batch} per batch")
+    if problems := future_problems(events, now, policy):
+        raise Rejected(422, "invalid_events", "some events are invalid; none was accepted", problems)
+    return events
+
+
+def parse_record(value: bytes | None, now: datetime, policy: IngestPolicy) -> TouchEventIn:
+    """One touch from `touch.inbound`: the same rules as one event of an HTTP batch."""
+    try:
+        event = TouchEventIn.model_validate_json(value or b"")
+    except ValidationError as error:
+        raise _malformed(error) or Rejected(
+            422, "invalid_event", "the record is not a valid touch event", problems_from(error.errors())
+        ) from None
+    if problems := future_problems([event], now, policy):
+        raise Rejected(422, "invalid_event", "the record is not a valid touch event", problems)
+    return event
+
+
+def stamp(event: TouchEventIn, received_at: datetime, source: str) -> TouchEvent:
+    """The platform's fields added to an already validated event (no second validation pass)."""
+    return TouchEvent.model_construct(**dict(event), received_at=received_at, source=source)
+
+
+DEFAULT_INBOUND_SOURCE = "kafka-inbound"
+SOURCE_HEADER = "source"
+
+
+def inbound_source(headers: Sequence[tuple[str, bytes]]) -> str:
+    """Who produced a `touch.inbound` record: its `source` header when it names one, else kafka-inbound."""
+    for name, value in headers:
+        if name == SOURCE_HEADER:
+            source = value.decode("utf-8", "replace")
+            if not _SOURCE.fullmatch(source):
+                raise Rejected(
+                    422,
+                    "invalid_event",
+                    "the record is not a valid touch event",
+                    [Problem(field="headers.source", reason=f"{source[:40]!r} is not an identifier")],
+                )
+            return source
+    return DEFAULT_INBOUND_SOURCE
+
+
+def dead_letter_headers(rejected: Rejected, failed_at: datetime, origin: str) -> list[tuple[str, bytes]]:
+    """Why and when a record was refused; the record's own key and bytes travel unchanged beside these."""
+    error = {
+        "error": rejected.error,
+        "message": rejected.message,
+        "problems": [problem.model_dump(exclude_none=True) for problem in rejected.problems],
+    }
+    return [
+        ("error", orjson.dumps(error)),
+        ("failed_at", failed_at.isoformat().encode()),
+        ("origin", origin.encode()),
+    ]

@@ -1,0 +1,149 @@
+"""The wire contract: every record that crosses a topic or the HTTP API, defined once.
+
+Models are frozen and forbid unknown fields, so a typo in a producer is an error, not lost data.
+Each record carries `schema_version`; an older shape is upcast by an explicit function, never edited.
+"""
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
+
+MAX_PROPERTIES_BYTES = 16 * 1024
+
+
+def _matching(pattern: str, rule: str) -> AfterValidator:
+    """A regex check whose error states the rule in words rather than echoing the regex."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value[:40]!r} is not {rule}")
+        return value
+
+    return AfterValidator(check)
+
+
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=128, json_schema_extra={"pattern": r"^[A-Za-z0-9._:-]+$"}),
+    _matching(r"[A-Za-z0-9._:-]+", "made only of letters, digits and . _ : -"),
+]
+EventType = Annotated[
+    str,
+    Field(max_length=64, description="Lowercase, dotted: `purchase`, `email.opened`, `support.call`."),
+    _matching(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*", "lowercase words joined by dots, e.g. email.opened"),
+]
+Channel = Annotated[
+    str,
+    Field(
+        max_length=32, description="The channel system's kind: `web`, `email`, `store`, `call_center`, ..."
+    ),
+    _matching(r"[a-z][a-z0-9_]*", "a lowercase word such as web, email, store or call_center"),
+]
+
+
+def _require_rfc3339_text(value: Any) -> Any:
+    # pydantic would also accept epoch numbers; the contract says RFC 3339 strings, so say so early.
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 timestamp string with a UTC offset, e.g. 2026-11-22T10:15:00Z")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339_text), AfterValidator(_to_utc)]
+
+
+def _bounded_properties(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    size = len(orjson.dumps(value))
+    if size > MAX_PROPERTIES_BYTES:
+        raise ValueError(f"serializes to {size} bytes; at most {MAX_PROPERTIES_BYTES} are allowed")
+    return value
+
+
+Properties = Annotated[dict[str, JsonValue], AfterValidator(_bounded_properties)]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TouchEventIn(WireModel):
+    """A customer touch as a channel system sends it."""
+
+    event_id: Identifier = Field(description="Client-chosen idempotency key: resending it never duplicates.")
+    customer_id: Identifier
+    type: EventType
+    channel: Channel
+    occurred_at: Timestamp = Field(description="When it happened, RFC 3339 with an offset.")
+    properties: Properties = Field(default_factory=dict, description="Any JSON object, at most 16 KiB.")
+
+
+class TouchEvent(TouchEventIn):
+    """A touch on the customer log: the client's fields plus what the platform stamped on arrival."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["touch"] = "touch"
+    received_at: Timestamp
+    source: Identifier = Field(description="The channel system that sent it, from its API key.")
+
+
+class Purpose(StrEnum):
+    PROFILING = "profiling"
+    MARKETING = "marketing"
+
+
+class ConsentStatus(StrEnum):
+    GRANTED = "granted"
+    DENIED = "denied"
+
+
+class ConsentChange(WireModel):
+    """A customer's consent for one purpose changed; travels in the customer log beside their touches."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["consent"] = "consent"
+    change_id: Identifier
+    customer_id: Identifier
+    purpose: Purpose
+    status: ConsentStatus
+    changed_at: Timestamp
+    source: Identifier
+    erasure: bool = Field(default=False, description="Part of a right-to-be-forgotten request.")
+
+
+CustomerLogRecord = Annotated[TouchEvent | ConsentChange, Field(discriminator="kind")]
+
+
+class MembershipTransition(StrEnum):
+    ENTERED = "entered"
+    EXITED = "exited"
+
+
+class MembershipReason(StrEnum):
+    EVENT = "event"
+    WINDOW_EXPIRED = "window_expired"
+    DEFINITION_CHANGED = "definition_changed"
+    SEGMENT_DELETED = "segment_deleted"
+    CONSENT_REVOKED = "consent_revoked"
+
+
+class SegmentMembershipChange(WireModel):
+    """A customer entered or left a segment: what campaign tools consume from `segment.membership`."""
+
+    schema_version: Literal[1] = 1
+    change_id: Identifier = Field(description="Deterministic: consumers deduplicate on it.")
+    segment_id: Identifier
+    segment_version: int = Field(ge=1)
+    customer_id: Identifier
+    transition: MembershipTransition
+    at: Timestamp
+    reason: MembershipReason

@@ -1,0 +1,80 @@
+"""What every Touchline HTTP API shares: one error shape, health endpoints and /metrics."""
+
+from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import Problem, problems_from
+from shared.metrics import render_metrics
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    problems: list[Problem] = []
+
+
+def error_response(
+    status_code: int,
+    error: str,
+    message: str,
+    problems: Sequence[Problem] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(error=error, message=message, problems=list(problems))
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code, headers=headers)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    error = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+    return error_response(exc.status_code, error, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI prefixes locations with where the value came from (path, query, body): keep it out of field.
+    problems = problems_from(exc.errors(), skip=1)
+    return error_response(
+        status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_request", "the request is invalid", problems
+    )
+
+
+def install_common(app: FastAPI, readiness: ReadinessCheck) -> None:
+    """Error handlers, /healthz, /readyz and /metrics: the same on every service."""
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.state.readiness = readiness
+    app.include_router(_health)
+
+
+_health = APIRouter(tags=["operations"])
+
+
+@_health.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@_health.get("/readyz", responses={503: {"model": ErrorBody}})
+async def readyz(request: Request) -> Any:
+    """The service can do its work: its broker or database answers."""
+    if await request.app.state.readiness():
+        return {"status": "ready"}
+    return error_response(status.HTTP_503_SERVICE_UNAVAILABLE, "not_ready", "a dependency is unreachable")
+
+
+@_health.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus exposition of this process's metrics."""
+    body, content_type = render_metrics()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,20 @@
+"""Prometheus helpers shared by every service."""
+
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+
+# Latencies from sub-millisecond reads to multi-second broker stalls.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+def latency_histogram(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Histogram:
+    return Histogram(name, documentation, labels, buckets=LATENCY_BUCKETS)
+
+
+def size_histogram(name: str, documentation: str, labels: tuple[str, ...] = ()) -> Histogram:
+    return Histogram(name, documentation, labels, buckets=SIZE_BUCKETS)
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """This process's metrics in the Prometheus text format, with its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,24 @@
+"""Bytes on the wire: JSON through pydantic's own (Rust) encoder and decoder."""
+
+from typing import TypeVar
+
+from pydantic import BaseModel, TypeAdapter
+
+from shared.events import CustomerLogRecord
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_customer_log = TypeAdapter[CustomerLogRecord](CustomerLogRecord)
+
+
+def encode(record: BaseModel) -> bytes:
+    return record.__pydantic_serializer__.to_json(record)
+
+
+def decode(model: type[ModelT], data: bytes) -> ModelT:
+    return model.model_validate_json(data)
+
+
+def decode_customer_log(data: bytes) -> CustomerLogRecord:
+    """A customer-log record of either kind, told apart by its `kind` field."""
+    return _customer_log.validate_json(data)

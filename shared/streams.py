@@ -1,0 +1,44 @@
+"""Faust apps configured the same way for every stream processor."""
+
+from typing import Any
+
+import faust
+
+from shared.settings import TouchlineSettings
+from shared.topics import TopicSpec
+
+
+class StreamSettings(TouchlineSettings):
+    # A SIGKILLed worker's partitions move to a survivor only after this; short enough for fast recovery.
+    stream_session_timeout_seconds: float = 10.0
+    stream_commit_interval_seconds: float = 1.0
+
+
+def create_stream_app(settings: StreamSettings, name: str, **overrides: Any) -> faust.App:
+    """A Faust app whose group and internal topics carry the topic prefix, so tests stay isolated."""
+    options: dict[str, Any] = {
+        "broker": f"kafka://{settings.kafka_bootstrap}",
+        "store": "memory://",
+        "processing_guarantee": "at_least_once",
+        "producer_acks": -1,
+        "broker_session_timeout": settings.stream_session_timeout_seconds,
+        "broker_heartbeat_interval": settings.stream_session_timeout_seconds / 5,
+        "broker_commit_interval": settings.stream_commit_interval_seconds,
+        "consumer_auto_offset_reset": "earliest",
+        "topic_replication_factor": 1,
+        "topic_allow_declare": True,
+        "web_enabled": False,
+    }
+    return faust.App(f"{settings.topic_prefix}touchline-{name}", **(options | overrides))
+
+
+def raw_topic(app: faust.App, settings: TouchlineSettings, spec: TopicSpec) -> faust.TopicT:
+    """A topic read and written as bytes: decoding is ours, so a bad record can never crash an agent."""
+    return app.topic(
+        settings.topic(spec),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions,
+    )
