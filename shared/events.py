@@ -63,7 +63,10 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339_text), Aft
 
 
 def _bounded_properties(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-    size = len(orjson.dumps(value))
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError as error:
+        raise ValueError(f"cannot be stored as JSON: {error}") from None
     if size > MAX_PROPERTIES_BYTES:
         raise ValueError(f"serializes to {size} bytes; at most {MAX_PROPERTIES_BYTES} are allowed")
     return value

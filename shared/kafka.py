@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -69,6 +69,16 @@ async def ensure_topics(settings: TouchlineSettings, specs: Iterable[TopicSpec] 
         return created
     finally:
         await admin.close()
+
+
+class RecordPublisher(Protocol):
+    """The port APIs publish through; DurablePublisher is the Kafka adapter, tests bring fakes."""
+
+    async def publish(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None: ...
+
+    async def ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 class BrokerUnavailable(Exception):

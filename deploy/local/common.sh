@@ -43,3 +43,25 @@ stop_pidfile() {  # stop_pidfile PIDFILE NAME: TERM, wait, then KILL so nothing 
   rm -f "$pidfile"
   log "$name stopped"
 }
+
+export TOUCHLINE_INGEST_PORT="${TOUCHLINE_INGEST_PORT:-8001}"
+export TOUCHLINE_TIMELINE_PORT="${TOUCHLINE_TIMELINE_PORT:-8002}"
+export TOUCHLINE_SEGMENTS_PORT="${TOUCHLINE_SEGMENTS_PORT:-8003}"
+export TOUCHLINE_CONSENT_PORT="${TOUCHLINE_CONSENT_PORT:-8004}"
+# What the Python services read; derived from the ports above unless set explicitly.
+export TOUCHLINE_KAFKA_BOOTSTRAP="${TOUCHLINE_KAFKA_BOOTSTRAP:-127.0.0.1:$TOUCHLINE_KAFKA_PORT}"
+export TOUCHLINE_PG_DSN="${TOUCHLINE_PG_DSN:-postgresql://postgres@127.0.0.1:$TOUCHLINE_PG_PORT/touchline}"
+PYTHON="$TOUCHLINE_ROOT/.venv/bin/python"
+
+infra_start() {
+  bash "$TOUCHLINE_ROOT/deploy/local/kafka.sh" start
+  bash "$TOUCHLINE_ROOT/deploy/local/postgres.sh" start
+}
+
+processes() {  # the lines of deploy/processes.txt, with ${VARS} expanded, comments dropped
+  local name module command url
+  while read -r name module command url; do
+    [[ -z "$name" || "$name" == \#* ]] && continue
+    printf '%s %s %s %s\n' "$name" "$module" "$command" "$(eval "echo \"$url\"")"
+  done <"$TOUCHLINE_ROOT/deploy/processes.txt"
+}

@@ -3,6 +3,7 @@
 #   kafka.sh provision   resolve the broker's jars once into the cache (a second run downloads nothing)
 #   kafka.sh start       provision, format storage on first start, start, wait until ready
 #   kafka.sh stop        stop the broker this folder started
+#   kafka.sh status      exit 0 when it runs
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 LIBS="$TOUCHLINE_CACHE_DIR/kafka-$TOUCHLINE_KAFKA_VERSION/libs"
@@ -90,5 +91,6 @@ case "${1:-}" in
   provision) provision ;;
   start) start ;;
   stop) stop_pidfile "$PIDFILE" Kafka ;;
-  *) die "usage: $0 provision|start|stop" ;;
+  status) pid_alive "$PIDFILE" ;;
+  *) die "usage: $0 provision|start|stop|status" ;;
 esac

@@ -2,6 +2,7 @@
 # Project-local PostgreSQL cluster from Debian's packages, on 127.0.0.1.
 #   postgres.sh start    install the packages if absent, initdb on first start, start, wait until ready
 #   postgres.sh stop     fast shutdown of this folder's cluster
+#   postgres.sh status   exit 0 when it runs
 #   postgres.sh createdb NAME   create a database if it does not exist
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -75,6 +76,7 @@ createdb() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  status) [[ -f "$DATA/PG_VERSION" ]] && pg_bin >/dev/null && as_postgres "$(pg_bin)/pg_ctl" -D "$DATA" status >/dev/null 2>&1 ;;
   createdb) createdb "${2:?database name}" ;;
-  *) die "usage: $0 start|stop|createdb NAME" ;;
+  *) die "usage: $0 start|stop|status|createdb NAME" ;;
 esac

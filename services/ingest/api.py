@@ -21,7 +21,7 @@ from services.ingest.settings import IngestSettings
 from shared.auth import Principal, principals, require_scope
 from shared.events import TouchEventIn
 from shared.http import ErrorBody, error_response, install_common
-from shared.kafka import BrokerUnavailable, DurablePublisher
+from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
 from shared.serialization import encode
 from shared.topics import CUSTOMER_LOG
 
@@ -70,13 +70,13 @@ def _settings(request: Request) -> IngestSettings:
     return settings
 
 
-def _publisher(request: Request) -> DurablePublisher:
-    publisher: DurablePublisher = request.app.state.publisher
+def _publisher(request: Request) -> RecordPublisher:
+    publisher: RecordPublisher = request.app.state.publisher
     return publisher
 
 
 Settings = Annotated[IngestSettings, Depends(_settings)]
-Publisher = Annotated[DurablePublisher, Depends(_publisher)]
+Publisher = Annotated[RecordPublisher, Depends(_publisher)]
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -98,7 +98,7 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 
 async def _publish(
-    request: Request, principal: Principal, settings: IngestSettings, publisher: DurablePublisher
+    request: Request, principal: Principal, settings: IngestSettings, publisher: RecordPublisher
 ) -> int:
     body = await _read_capped(request, settings.ingest_max_body_bytes)
     received_at = datetime.now(UTC)
@@ -168,7 +168,7 @@ async def publish_events(
     return Accepted(accepted=accepted)
 
 
-def create_app(settings: IngestSettings, publisher: DurablePublisher | None = None) -> FastAPI:
+def create_app(settings: IngestSettings, publisher: RecordPublisher | None = None) -> FastAPI:
     publisher = publisher or DurablePublisher(settings, settings.ingest_produce_timeout_seconds)
 
     @asynccontextmanager

@@ -1,0 +1,52 @@
+# Touchline: `make run` for a working local system, `make test` for the whole suite. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+BIN := $(VENV)/bin
+LOCAL := deploy/local
+
+.PHONY: run stop test lint unit integration faults bench venv infra fmt clean
+
+# The virtualenv is rebuilt only when pyproject.toml changes, so a second run downloads nothing.
+$(INSTALLED): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "[touchline] error: $(PYTHON) not found; Touchline needs Python 3.11" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "[touchline] installing Python dependencies into $(VENV)"
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(INSTALLED)
+
+infra: venv
+	@bash $(LOCAL)/kafka.sh start && bash $(LOCAL)/postgres.sh start
+
+run: venv
+	@bash $(LOCAL)/run.sh
+
+stop:
+	@bash $(LOCAL)/stop.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+test: lint
+	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/unit tests/integration tests/e2e -q -p no:cacheprovider
+
+faults: venv
+	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/faults -q -p no:cacheprovider
+
+bench: venv
+	@bash $(LOCAL)/with-infra.sh $(BIN)/python -m bench
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: stop
+	rm -rf .run

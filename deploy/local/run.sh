@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# make run: Kafka, PostgreSQL, every service, demo data; returns once all is ready. Safe to repeat.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+SERVICES_DIR="$TOUCHLINE_RUN_DIR/services"
+KEYS_FILE="$TOUCHLINE_RUN_DIR/api-keys.json"
+LOCAL_KEYS='{"dev-web": {"source": "demo-web", "scopes": ["events:write"]},
+  "dev-crm": {"source": "demo-crm", "scopes": ["timeline:read", "consent:read"]},
+  "dev-mkt": {"source": "demo-marketing", "scopes": ["segments:admin", "segments:read"]},
+  "dev-dpo": {"source": "demo-dpo", "scopes": ["consent:write", "consent:read"]},
+  "dev-admin": {"source": "demo-admin", "scopes": ["events:write", "timeline:read", "segments:admin",
+                "segments:read", "consent:write", "consent:read"]}}'
+
+api_keys() {
+  if [[ -n "${TOUCHLINE_API_KEYS:-}" ]]; then
+    echo "$TOUCHLINE_API_KEYS"
+  else
+    [[ -f "$KEYS_FILE" ]] || echo "$LOCAL_KEYS" >"$KEYS_FILE"
+    cat "$KEYS_FILE"
+  fi
+}
+
+start_process() {  # start_process NAME MODULE COMMAND READY_URL
+  local name=$1 module=$2 command=$3 url=$4 pidfile="$SERVICES_DIR/$1.pid"
+  if pid_alive "$pidfile"; then
+    log "$name already running (pid $(cat "$pidfile"))"
+  else
+    log "starting $name"
+    (cd "$TOUCHLINE_ROOT" && setsid "$PYTHON" -m "$module" "$command" >>"$SERVICES_DIR/$name.log" 2>&1 </dev/null &
+     echo $! >"$pidfile")
+  fi
+  [[ "$url" == "-" ]] && return 0
+  local deadline=$((SECONDS + 60))
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    pid_alive "$pidfile" || die "$name exited; see $SERVICES_DIR/$name.log"
+    ((SECONDS < deadline)) || die "$name not ready after 60 s at $url; see $SERVICES_DIR/$name.log"
+    sleep 0.5
+  done
+}
+
+load_demo_once() {
+  local marker="$TOUCHLINE_RUN_DIR/demo-loaded" key
+  [[ -f "$marker" ]] && { log "demo data already loaded"; return 0; }
+  key=$("$PYTHON" -c 'import json,sys; keys=json.load(sys.stdin); print(next(k for k,v in keys.items()
+    if "events:write" in (v["scopes"] if isinstance(v, dict) else v)))' <<<"$(api_keys)")
+  "$PYTHON" -m shared demo --url "http://127.0.0.1:$TOUCHLINE_INGEST_PORT" --api-key "$key" \
+    --customers "${TOUCHLINE_DEMO_CUSTOMERS:-200}"
+  touch "$marker"
+}
+
+main() {
+  [[ -x "$PYTHON" ]] || die "no virtualenv at .venv; run 'make run', which creates it"
+  mkdir -p "$SERVICES_DIR"
+  infra_start
+  bash "$TOUCHLINE_ROOT/deploy/local/postgres.sh" createdb touchline
+  TOUCHLINE_API_KEYS="$(api_keys)"
+  export TOUCHLINE_API_KEYS
+  (cd "$TOUCHLINE_ROOT" && "$PYTHON" -m shared migrate && "$PYTHON" -m shared topics)
+  while read -r name module command url; do
+    start_process "$name" "$module" "$command" "$url"
+  done < <(processes)
+  load_demo_once
+  cat <<TXT
+
+Touchline is running.
+  Ingest API     http://127.0.0.1:$TOUCHLINE_INGEST_PORT/docs   (metrics: /metrics)
+  Kafka          127.0.0.1:$TOUCHLINE_KAFKA_PORT
+  PostgreSQL     $TOUCHLINE_PG_DSN
+  Logs and pids  $TOUCHLINE_RUN_DIR
+  API keys       (local development only; set TOUCHLINE_API_KEYS to use your own)
+$("$PYTHON" -c 'import json,sys
+for key, grant in json.load(sys.stdin).items():
+    scopes = grant["scopes"] if isinstance(grant, dict) else grant
+    print(f"    {key:<12} {\" \".join(scopes)}")' <<<"$TOUCHLINE_API_KEYS")
+  Try: curl -s -H 'Authorization: Bearer dev-web' -H 'Content-Type: application/json' \\
+         -d '[{"event_id":"try-1","customer_id":"cust-00001","type":"page.viewed","channel":"web",
+              "occurred_at":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}]' http://127.0.0.1:$TOUCHLINE_INGEST_PORT/v1/events
+Stop everything with: make stop
+TXT
+}
+
+main

@@ -1,0 +1,86 @@
+"""Fixtures shared by every test layer.
+
+Tests share the broker and the PostgreSQL cluster with a `make run` stack, never its data: each pytest
+session gets its own topic prefix and its own database, both removed at the end.
+"""
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from shared.db import migrate
+from shared.settings import TouchlineSettings
+from tests.helpers import delete_topics_with_prefix
+
+TEST_API_KEYS = {
+    "test-writer": {"source": "test-shop", "scopes": ["events:write"]},
+    "test-reader": {"source": "test-crm", "scopes": ["timeline:read", "consent:read", "segments:read"]},
+    "test-nothing": [],
+}
+SESSION_PREFIX = f"test-{uuid.uuid4().hex[:8]}."
+ADMIN_DSN = os.environ.get("TOUCHLINE_PG_DSN", "postgresql://postgres@127.0.0.1:55432/touchline").rsplit(
+    "/", 1
+)[0]
+TEST_DATABASE = f"touchline_test_{SESSION_PREFIX[5:13]}"
+
+
+@pytest.fixture(scope="session")
+def test_env() -> Iterator[dict[str, str]]:
+    """The environment a service under test runs with: the session's topics and database."""
+    env = {
+        "TOUCHLINE_TOPIC_PREFIX": SESSION_PREFIX,
+        "TOUCHLINE_PG_DSN": f"{ADMIN_DSN}/{TEST_DATABASE}",
+        "TOUCHLINE_API_KEYS": json.dumps(TEST_API_KEYS),
+        "TOUCHLINE_KAFKA_BOOTSTRAP": os.environ.get("TOUCHLINE_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+    }
+    previous = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield env
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def settings(test_env: dict[str, str]) -> TouchlineSettings:
+    return TouchlineSettings()
+
+
+@pytest.fixture(scope="session")
+async def kafka(settings: TouchlineSettings) -> AsyncIterator[TouchlineSettings]:
+    """The registry's topics under the session prefix, deleted afterwards."""
+    from shared.kafka import ensure_topics
+
+    await ensure_topics(settings)
+    yield settings
+    await delete_topics_with_prefix(settings.kafka_bootstrap, SESSION_PREFIX)
+
+
+@pytest.fixture(scope="session")
+async def database(settings: TouchlineSettings) -> AsyncIterator[str]:
+    """A migrated database of this session's own; its DSN."""
+    admin = await asyncpg.connect(f"{ADMIN_DSN}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
+    finally:
+        await admin.close()
+    dsn = settings.pg_dsn.get_secret_value()
+    migrate(dsn)
+    yield dsn
+    admin = await asyncpg.connect(f"{ADMIN_DSN}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh id fragment, so tests sharing one broker and database never see each other's data."""
+    return uuid.uuid4().hex[:10]

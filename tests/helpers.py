@@ -1,0 +1,125 @@
+"""Helpers for tests that talk to the real broker; later services' tests build on these."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+Headers = list[tuple[str, bytes]]
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes | None, bytes | None]],
+    headers: Headers | None = None,
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value=value, key=key, headers=headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[ConsumerRecord]], bool],
+    *,
+    keep: Callable[[ConsumerRecord], bool] = lambda record: True,
+    timeout: float = 30.0,
+) -> list[ConsumerRecord]:
+    """Every record of `topic` from the beginning that `keep` selects, read until `done` says so.
+
+    Raises TimeoutError with what was seen, so a failing test shows how far the stream got.
+    """
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    kept: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while not done(kept):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: condition not met after {timeout} s; kept {len(kept)} records")
+            batches = await consumer.getmany(timeout_ms=200)
+            kept.extend(record for batch in batches.values() for record in batch if keep(record))
+        return kept
+    finally:
+        await consumer.stop()
+
+
+async def delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        doomed = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
+class ServiceProcess:
+    """A service started as a user starts it (`python -m services.X COMMAND`), for e2e and fault tests."""
+
+    def __init__(self, module: str, command: str, env: dict[str, str], log: Path) -> None:
+        self.module, self.command, self.env, self.log = module, command, env, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "ServiceProcess":
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module, self.command],
+                cwd=ROOT,
+                env=os.environ | self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, as when a machine dies."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    async def wait_ready(self, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.process is None or self.process.poll() is not None:
+                    raise RuntimeError(f"{self.module} {self.command} exited; see {self.log}")
+                try:
+                    if (await client.get(url)).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.3)
+        raise TimeoutError(f"{self.module} {self.command} not ready at {url}; see {self.log}")

@@ -1,0 +1,128 @@
+"""Ingest's rules, shared by the HTTP and the Kafka-native path."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from services.ingest.domain import (
+    DEFAULT_INBOUND_SOURCE,
+    IngestPolicy,
+    Rejected,
+    dead_letter_headers,
+    inbound_source,
+    parse_batch,
+    parse_record,
+    stamp,
+)
+from shared.errors import Problem
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+POLICY = IngestPolicy(max_batch=3, max_future=timedelta(minutes=5))
+
+
+def touch(**changes: Any) -> dict[str, Any]:
+    return {
+        "event_id": "e-1",
+        "customer_id": "c-1",
+        "type": "purchase",
+        "channel": "web",
+        "occurred_at": "2026-11-22T11:00:00Z",
+        "properties": {"amount": 12.5},
+    } | changes
+
+
+def rejected_by(body: bytes) -> Rejected:
+    with pytest.raises(Rejected) as raised:
+        parse_batch(body, NOW, POLICY)
+    return raised.value
+
+
+def test_a_valid_batch_keeps_its_order() -> None:
+    events = parse_batch(orjson.dumps([touch(event_id="a"), touch(event_id="b")]), NOW, POLICY)
+    assert [event.event_id for event in events] == ["a", "b"]
+
+
+def test_every_invalid_event_is_named_by_index_and_field() -> None:
+    rejection = rejected_by(orjson.dumps([touch(), touch(customer_id="no spaces"), touch()]))
+    assert (rejection.status, rejection.error) == (422, "invalid_events")
+    assert [(problem.index, problem.field) for problem in rejection.problems] == [(1, "customer_id")]
+
+
+def test_several_invalid_events_are_all_reported() -> None:
+    rejection = rejected_by(orjson.dumps([touch(type="Bad"), touch(), touch(occurred_at="2026-01-01T00:00")]))
+    assert [(problem.index, problem.field) for problem in rejection.problems] == [
+        (0, "type"),
+        (2, "occurred_at"),
+    ]
+
+
+def test_events_too_far_in_the_future_are_rejected_but_old_ones_are_welcome() -> None:
+    soon = (NOW + timedelta(minutes=4)).isoformat()
+    too_late = (NOW + timedelta(minutes=6)).isoformat()
+    assert (
+        len(
+            parse_batch(
+                orjson.dumps([touch(occurred_at=soon), touch(occurred_at="1999-01-01T00:00:00Z")]),
+                NOW,
+                POLICY,
+            )
+        )
+        == 2
+    )
+    rejection = rejected_by(orjson.dumps([touch(occurred_at=too_late)]))
+    assert rejection.problems == [
+        Problem(index=0, field="occurred_at", reason="is more than 300 s in the future")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"not json", 400, "malformed_json"),
+        (b"", 400, "malformed_json"),
+        (b'{"event_id": "x"}', 422, "invalid_batch"),
+        (b"[]", 422, "empty_batch"),
+        (orjson.dumps([touch()] * 4), 413, "batch_too_large"),
+    ],
+)
+def test_malformed_bodies_get_their_own_status(body: bytes, status: int, error: str) -> None:
+    rejection = rejected_by(body)
+    assert (rejection.status, rejection.error) == (status, error)
+
+
+def test_a_kafka_record_gets_the_same_rules_as_one_http_event() -> None:
+    assert parse_record(orjson.dumps(touch()), NOW, POLICY).event_id == "e-1"
+    for bad in (b"{", None, orjson.dumps([touch()]), orjson.dumps(touch(channel="Web"))):
+        with pytest.raises(Rejected):
+            parse_record(bad, NOW, POLICY)
+
+
+def test_inbound_source_comes_from_the_header_or_a_default() -> None:
+    assert inbound_source([]) == DEFAULT_INBOUND_SOURCE
+    assert inbound_source([("trace", b"x"), ("source", b"store-pos")]) == "store-pos"
+    with pytest.raises(Rejected) as raised:
+        inbound_source([("source", b"not ok")])
+    assert raised.value.problems[0].field == "headers.source"
+
+
+def test_dead_letter_headers_carry_reason_time_and_origin() -> None:
+    rejection = Rejected(422, "invalid_event", "bad", [Problem(field="type", reason="nope")])
+    headers = dict(dead_letter_headers(rejection, NOW, "touch.inbound/3/42"))
+    assert orjson.loads(headers["error"]) == {
+        "error": "invalid_event",
+        "message": "bad",
+        "problems": [{"field": "type", "reason": "nope"}],
+    }
+    assert headers["failed_at"] == b"2026-11-22T12:00:00+00:00"
+    assert headers["origin"] == b"touch.inbound/3/42"
+
+
+def test_stamping_adds_only_the_platform_fields() -> None:
+    event = parse_record(orjson.dumps(touch()), NOW, POLICY)
+    stamped = stamp(event, NOW, "shop")
+    assert (
+        stamped.model_dump(exclude={"received_at", "source", "kind", "schema_version"}) == event.model_dump()
+    )
+    assert (stamped.received_at, stamped.source, stamped.kind) == (NOW, "shop", "touch")
