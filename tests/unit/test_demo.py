@@ -1,0 +1,39 @@
+"""Demo journeys look like real customers and are valid input for ingest."""
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from shared.demo import customer_journey, journeys
+
+NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+
+
+def test_journeys_are_deterministic_for_a_seed() -> None:
+    assert list(journeys(5, NOW, seed=7)) == list(journeys(5, NOW, seed=7))
+    assert list(journeys(5, NOW, seed=7)) != list(journeys(5, NOW, seed=8))
+
+
+def test_journeys_span_channels_and_kinds_of_touch() -> None:
+    events = list(journeys(50, NOW))
+    assert {event.channel for event in events} >= {"web", "email", "store", "call_center", "mobile"}
+    types = Counter(event.type for event in events)
+    assert {"page.viewed", "email.sent", "email.opened", "email.clicked", "purchase", "support.call"} <= set(
+        types
+    )
+    purchases = [event for event in events if event.type == "purchase"]
+    assert all(
+        event.properties["amount"] > 0 and event.properties["currency"] == "EUR" for event in purchases
+    )
+
+
+def test_each_journey_is_in_time_order_within_its_weeks_and_never_in_the_future() -> None:
+    for number in range(1, 30):
+        events = customer_journey(f"cust-{number:05d}", NOW, weeks=6)
+        moments = [event.occurred_at for event in events]
+        assert moments == sorted(moments)
+        assert all(NOW - timedelta(weeks=6) <= moment < NOW for moment in moments)
+
+
+def test_event_ids_are_unique() -> None:
+    events = list(journeys(40, NOW))
+    assert len({event.event_id for event in events}) == len(events)
