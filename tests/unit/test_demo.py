@@ -21,9 +21,11 @@ def test_journeys_span_channels_and_kinds_of_touch() -> None:
         types
     )
     purchases = [event for event in events if event.type == "purchase"]
-    assert all(
-        event.properties["amount"] > 0 and event.properties["currency"] == "EUR" for event in purchases
-    )
+    for purchase in purchases:
+        amount = purchase.properties["amount"]
+        assert isinstance(amount, float)
+        assert amount > 0
+        assert purchase.properties["currency"] == "EUR"
 
 
 def test_each_journey_is_in_time_order_within_its_weeks_and_never_in_the_future() -> None:
