@@ -26,8 +26,9 @@ start_process() {  # start_process NAME MODULE COMMAND READY_URL
     log "$name already running (pid $(cat "$pidfile"))"
   else
     log "starting $name"
-    (cd "$TOUCHLINE_ROOT" && setsid "$PYTHON" -m "$module" "$command" >>"$SERVICES_DIR/$name.log" 2>&1 </dev/null &
-     echo $! >"$pidfile")
+    # exec: the pid file holds the service itself, and no wrapper shell keeps our stdout open.
+    (cd "$TOUCHLINE_ROOT" && exec setsid "$PYTHON" -m "$module" "$command") >>"$SERVICES_DIR/$name.log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
   fi
   [[ "$url" == "-" ]] && return 0
   local deadline=$((SECONDS + 60))
@@ -71,7 +72,7 @@ Touchline is running.
 $("$PYTHON" -c 'import json,sys
 for key, grant in json.load(sys.stdin).items():
     scopes = grant["scopes"] if isinstance(grant, dict) else grant
-    print(f"    {key:<12} {\" \".join(scopes)}")' <<<"$TOUCHLINE_API_KEYS")
+    print("    %-12s %s" % (key, " ".join(scopes)))' <<<"$TOUCHLINE_API_KEYS")
   Try: curl -s -H 'Authorization: Bearer dev-web' -H 'Content-Type: application/json' \\
          -d '[{"event_id":"try-1","customer_id":"cust-00001","type":"page.viewed","channel":"web",
               "occurred_at":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}]' http://127.0.0.1:$TOUCHLINE_INGEST_PORT/v1/events
