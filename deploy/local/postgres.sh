@@ -6,7 +6,17 @@
 #   postgres.sh createdb NAME   create a database if it does not exist
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-PG_DIR="$TOUCHLINE_RUN_DIR/postgres"
+pg_dir() {
+  # The cluster belongs to the unprivileged 'postgres' user, which must reach its folder. A checkout
+  # under a private home (/root) is not reachable: then the cluster lives in /var/tmp, named after it.
+  mkdir -p "$TOUCHLINE_RUN_DIR"
+  if [[ $(id -u) -ne 0 ]] || runuser -u postgres -- test -x "$TOUCHLINE_RUN_DIR" 2>/dev/null; then
+    echo "$TOUCHLINE_RUN_DIR/postgres"
+  else
+    echo "/var/tmp/touchline-$(printf '%s' "$TOUCHLINE_ROOT" | cksum | cut -d' ' -f1)/postgres"
+  fi
+}
+PG_DIR="${TOUCHLINE_PG_DIR:-$(pg_dir)}"
 DATA="$PG_DIR/data"
 
 pg_bin() {
@@ -25,7 +35,8 @@ provision() {
 }
 
 as_postgres() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the checkout itself may be a folder the postgres user cannot enter.
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 init_cluster() {
@@ -35,7 +46,7 @@ init_cluster() {
     # initdb refuses to run as root: the cluster belongs to the package's unprivileged 'postgres' user.
     chown postgres "$PG_DIR"
     runuser -u postgres -- test -x "$PG_DIR" \
-      || die "user 'postgres' cannot reach $PG_DIR; every parent folder must be traversable (chmod o+x)"
+      || die "user 'postgres' cannot reach $PG_DIR; set TOUCHLINE_PG_DIR to a folder it can reach"
   fi
   log "initialising a PostgreSQL cluster in $DATA"
   as_postgres "$(pg_bin)/initdb" -D "$DATA" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1 \
