@@ -42,7 +42,7 @@ faults: venv
 	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/faults -q -p no:cacheprovider
 
 bench: venv
-	@bash $(LOCAL)/with-infra.sh $(BIN)/python -m bench
+	@bash $(LOCAL)/with-infra.sh $(BIN)/python -m tests.bench
 
 fmt: venv
 	$(BIN)/ruff format .

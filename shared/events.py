@@ -90,13 +90,17 @@ class TouchEventIn(WireModel):
     properties: Properties = Field(default_factory=dict, description="Any JSON object, at most 16 KiB.")
 
 
-class TouchEvent(TouchEventIn):
-    """A touch on the customer log: the client's fields plus what the platform stamped on arrival."""
+class PlatformStamp(WireModel):
+    """What the platform adds to a client's touch on arrival."""
 
     schema_version: Literal[1] = 1
     kind: Literal["touch"] = "touch"
     received_at: Timestamp
     source: Identifier = Field(description="The channel system that sent it, from its API key.")
+
+
+class TouchEvent(TouchEventIn, PlatformStamp):
+    """A touch on the customer log: the client's fields plus the platform's stamp."""
 
 
 class Purpose(StrEnum):

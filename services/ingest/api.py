@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, status
 from pydantic import BaseModel
 
-from services.ingest.domain import Rejected, parse_batch, stamp
+from services.ingest.domain import Rejected, parse_batch, stamped_records
 from services.ingest.metrics import (
     BATCH_SIZE,
     EVENTS_ACCEPTED,
@@ -22,7 +22,6 @@ from shared.auth import Principal, principals, require_scope
 from shared.events import TouchEventIn
 from shared.http import ErrorBody, error_response, install_common
 from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
-from shared.serialization import encode
 from shared.topics import CUSTOMER_LOG
 
 RETRY_AFTER_SECONDS = "5"
@@ -103,9 +102,7 @@ async def _publish(
     body = await _read_capped(request, settings.ingest_max_body_bytes)
     received_at = datetime.now(UTC)
     events = parse_batch(body, received_at, settings.policy())
-    records = [
-        (event.customer_id.encode(), encode(stamp(event, received_at, principal.source))) for event in events
-    ]
+    records = stamped_records(events, received_at, principal.source)
     started = time.perf_counter()
     await publisher.publish(settings.topic(CUSTOMER_LOG), records)
     PRODUCE_SECONDS.observe(time.perf_counter() - started)

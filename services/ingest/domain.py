@@ -9,7 +9,8 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from shared.errors import Problem, problems_from
-from shared.events import TouchEvent, TouchEventIn
+from shared.events import PlatformStamp, TouchEventIn
+from shared.serialization import encode, encode_stamped
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,12 @@ def parse_record(value: bytes | None, now: datetime, policy: IngestPolicy) -> To
     return event
 
 
-def stamp(event: TouchEventIn, received_at: datetime, source: str) -> TouchEvent:
-    """The platform's fields added to an already validated event (no second validation pass)."""
-    return TouchEvent.model_construct(**dict(event), received_at=received_at, source=source)
+def stamped_records(
+    events: Sequence[TouchEventIn], received_at: datetime, source: str
+) -> list[tuple[bytes, bytes]]:
+    """Customer-log records, keyed by customer so each customer's touches stay in order."""
+    stamp = encode(PlatformStamp(received_at=received_at, source=source))
+    return [(event.customer_id.encode(), encode_stamped(event, stamp)) for event in events]
 
 
 DEFAULT_INBOUND_SOURCE = "kafka-inbound"

@@ -6,10 +6,15 @@ import faust
 from faust.types import StreamT
 from prometheus_client import start_http_server
 
-from services.ingest.domain import Rejected, dead_letter_headers, inbound_source, parse_record, stamp
+from services.ingest.domain import (
+    Rejected,
+    dead_letter_headers,
+    inbound_source,
+    parse_record,
+    stamped_records,
+)
 from services.ingest.metrics import DEAD_LETTERS, EVENTS_ACCEPTED, EVENTS_REJECTED
 from services.ingest.settings import IngestSettings
-from shared.serialization import encode
 from shared.streams import create_stream_app, raw_topic
 from shared.topics import CUSTOMER_LOG, TOUCH_DLQ, TOUCH_INBOUND
 
@@ -36,7 +41,8 @@ def create_processor(settings: IngestSettings) -> faust.App:
                 EVENTS_REJECTED.labels("kafka", rejected.error).inc()
                 DEAD_LETTERS.labels(rejected.error).inc()
                 continue
-            await customer_log.send(key=touch.customer_id.encode(), value=encode(stamp(touch, now, source)))
+            [(key, value)] = stamped_records([touch], now, source)
+            await customer_log.send(key=key, value=value)
             EVENTS_ACCEPTED.labels(source, "kafka").inc()
 
     @app.task

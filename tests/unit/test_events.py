@@ -12,11 +12,12 @@ from shared.events import (
     MAX_PROPERTIES_BYTES,
     ConsentChange,
     MembershipReason,
+    PlatformStamp,
     SegmentMembershipChange,
     TouchEvent,
     TouchEventIn,
 )
-from shared.serialization import decode, decode_customer_log, encode
+from shared.serialization import decode, decode_customer_log, encode, encode_stamped
 
 GOOD: dict[str, Any] = {
     "event_id": "shop-order-1",
@@ -168,3 +169,24 @@ def test_any_valid_event_survives_the_wire_unchanged(
 
 def test_numbers_beyond_64_bits_are_a_clear_error_not_a_crash() -> None:
     assert "64-bit" in errors_of(properties={"n": 2**70})["properties"]
+
+
+@given(
+    occurred_at=st.datetimes(
+        min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=offsets
+    ),
+    received_at=st.datetimes(
+        min_value=datetime(2020, 1, 1), max_value=datetime(2100, 1, 1), timezones=offsets
+    ),
+    properties=st.dictionaries(st.text(max_size=10), json_scalars, max_size=5),
+    source=identifiers,
+)
+def test_a_spliced_stamp_decodes_to_the_same_event_as_a_built_model(
+    occurred_at: datetime, received_at: datetime, properties: dict[str, Any], source: str
+) -> None:
+    event = TouchEventIn.model_validate(
+        GOOD | {"occurred_at": occurred_at.isoformat(), "properties": properties}
+    )
+    stamp = encode(PlatformStamp(received_at=received_at, source=source))
+    built = TouchEvent(**dict(event), received_at=received_at, source=source)
+    assert decode_customer_log(encode_stamped(event, stamp)) == built

@@ -14,9 +14,11 @@ from services.ingest.domain import (
     inbound_source,
     parse_batch,
     parse_record,
-    stamp,
+    stamped_records,
 )
 from shared.errors import Problem
+from shared.events import TouchEvent, TouchEventIn
+from shared.serialization import decode_customer_log
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 POLICY = IngestPolicy(max_batch=3, max_future=timedelta(minutes=5))
@@ -119,10 +121,12 @@ def test_dead_letter_headers_carry_reason_time_and_origin() -> None:
     assert headers["origin"] == b"touch.inbound/3/42"
 
 
-def test_stamping_adds_only_the_platform_fields() -> None:
-    event = parse_record(orjson.dumps(touch()), NOW, POLICY)
-    stamped = stamp(event, NOW, "shop")
-    assert (
-        stamped.model_dump(exclude={"received_at", "source", "kind", "schema_version"}) == event.model_dump()
-    )
-    assert (stamped.received_at, stamped.source, stamped.kind) == (NOW, "shop", "touch")
+def test_stamped_records_are_keyed_by_customer_and_add_only_the_platform_fields() -> None:
+    events = parse_batch(orjson.dumps([touch(), touch(event_id="e-2", customer_id="c-2")]), NOW, POLICY)
+    records = stamped_records(events, NOW, "shop")
+    assert [key for key, _ in records] == [b"c-1", b"c-2"]
+    for event, (_, value) in zip(events, records, strict=True):
+        stamped = decode_customer_log(value)
+        assert isinstance(stamped, TouchEvent)
+        assert stamped.model_dump(include=set(TouchEventIn.model_fields)) == event.model_dump()
+        assert (stamped.received_at, stamped.source, stamped.kind) == (NOW, "shop", "touch")
