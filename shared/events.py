@@ -130,6 +130,30 @@ class ConsentChange(WireModel):
 CustomerLogRecord = Annotated[TouchEvent | ConsentChange, Field(discriminator="kind")]
 
 
+class AllowedTouch(WireModel):
+    """A touch on the allowed stream, with the purposes consent lets projections use it for."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["allowed"] = "allowed"
+    event: TouchEvent
+    purposes: frozenset[Purpose] = Field(min_length=1)
+
+
+class EraseMarker(WireModel):
+    """Consent for `purposes` was withdrawn: every projection needing one of them deletes the customer."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["erase"] = "erase"
+    customer_id: Identifier
+    purposes: frozenset[Purpose] = Field(min_length=1)
+    change_id: Identifier
+    at: Timestamp
+    erasure: bool = False
+
+
+AllowedRecord = Annotated[AllowedTouch | EraseMarker, Field(discriminator="kind")]
+
+
 class MembershipTransition(StrEnum):
     ENTERED = "entered"
     EXITED = "exited"

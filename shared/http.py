@@ -78,3 +78,12 @@ async def metrics() -> Response:
     """Prometheus exposition of this process's metrics."""
     body, content_type = render_metrics()
     return Response(body, media_type=content_type)
+
+
+def from_state(attribute: str) -> Callable[[Request], Any]:
+    """A dependency handing a route what its app was wired with at start-up (settings, store, ...)."""
+
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, attribute)
+
+    return dependency

@@ -4,11 +4,12 @@ from typing import TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
-from shared.events import CustomerLogRecord, TouchEventIn
+from shared.events import AllowedRecord, CustomerLogRecord, TouchEventIn
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _customer_log = TypeAdapter[CustomerLogRecord](CustomerLogRecord)
+_allowed = TypeAdapter[AllowedRecord](AllowedRecord)
 
 
 def encode(record: BaseModel) -> bytes:
@@ -31,3 +32,8 @@ def decode(model: type[ModelT], data: bytes) -> ModelT:
 def decode_customer_log(data: bytes) -> CustomerLogRecord:
     """A customer-log record of either kind, told apart by its `kind` field."""
     return _customer_log.validate_json(data)
+
+
+def decode_allowed(data: bytes) -> AllowedRecord:
+    """An allowed-stream record: a touch with its purposes, or an erase marker."""
+    return _allowed.validate_json(data)

@@ -65,6 +65,7 @@ main() {
 
 Touchline is running.
   Ingest API     http://127.0.0.1:$TOUCHLINE_INGEST_PORT/docs   (metrics: /metrics)
+  Consent API    http://127.0.0.1:$TOUCHLINE_CONSENT_PORT/docs
   Kafka          127.0.0.1:$TOUCHLINE_KAFKA_PORT
   PostgreSQL     $TOUCHLINE_PG_DSN
   Logs and pids  $TOUCHLINE_RUN_DIR

@@ -20,7 +20,7 @@ from services.ingest.metrics import (
 from services.ingest.settings import IngestSettings
 from shared.auth import Principal, principals, require_scope
 from shared.events import TouchEventIn
-from shared.http import ErrorBody, error_response, install_common
+from shared.http import ErrorBody, error_response, from_state, install_common
 from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
 from shared.topics import CUSTOMER_LOG
 
@@ -64,18 +64,8 @@ EXAMPLE_BATCH = [
 Writer = Annotated[Principal, Depends(require_scope("events:write"))]
 
 
-def _settings(request: Request) -> IngestSettings:
-    settings: IngestSettings = request.app.state.settings
-    return settings
-
-
-def _publisher(request: Request) -> RecordPublisher:
-    publisher: RecordPublisher = request.app.state.publisher
-    return publisher
-
-
-Settings = Annotated[IngestSettings, Depends(_settings)]
-Publisher = Annotated[RecordPublisher, Depends(_publisher)]
+Settings = Annotated[IngestSettings, Depends(from_state("settings"))]
+Publisher = Annotated[RecordPublisher, Depends(from_state("publisher"))]
 
 router = APIRouter(prefix="/v1", tags=["events"])
 

@@ -1,0 +1,23 @@
+"""python -m services.consent api|worker: the consent API, or the consent filter."""
+
+from services.consent.api import create_app
+from services.consent.processor import create_processor
+from services.consent.settings import get_settings
+from shared.service import run_command_line, run_worker, serve_api
+
+
+def main() -> None:
+    settings = get_settings()
+    run_command_line(
+        "python -m services.consent",
+        __doc__,
+        settings,
+        {
+            "api": lambda: serve_api(create_app(settings), settings.consent_host, settings.consent_port),
+            "worker": lambda: run_worker(create_processor(settings), settings),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""HTTP edge of consent: record changes and erasures into the customer log, read status and audit trail."""
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, status
+from pydantic import BaseModel, ConfigDict
+
+from services.consent.domain import RecordedChange, consent_change, current_consent, erasure_changes
+from services.consent.settings import ConsentSettings
+from services.consent.store import ConsentStore
+from shared.auth import Principal, principals, require_scope
+from shared.db import create_pool
+from shared.events import ConsentChange, ConsentStatus, Purpose
+from shared.http import ErrorBody, error_response, from_state, install_common
+from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
+from shared.serialization import encode
+from shared.topics import CUSTOMER_LOG
+
+CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+Writer = Annotated[Principal, Depends(require_scope("consent:write"))]
+Reader = Annotated[Principal, Depends(require_scope("consent:read"))]
+Settings = Annotated[ConsentSettings, Depends(from_state("settings"))]
+Publisher = Annotated[RecordPublisher, Depends(from_state("publisher"))]
+Store = Annotated[ConsentStore, Depends(from_state("store"))]
+
+
+class ConsentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "denied"}]})
+    status: ConsentStatus
+
+
+class ChangeView(BaseModel):
+    change_id: str
+    purpose: Purpose
+    status: ConsentStatus
+    changed_at: datetime
+    source: str
+    erasure: bool = False
+
+
+class PurposeView(BaseModel):
+    status: ConsentStatus
+    origin: Literal["default", "explicit"]
+    changed_at: datetime | None = None
+    source: str | None = None
+    change_id: str | None = None
+
+
+class CustomerConsent(BaseModel):
+    customer_id: str
+    purposes: dict[Purpose, PurposeView]
+
+
+class HistoryPage(BaseModel):
+    changes: list[ChangeView]
+    next_cursor: str | None
+
+
+class ErasureAccepted(BaseModel):
+    erasure_id: str
+    customer_id: str
+    purposes: list[Purpose]
+    requested_at: datetime
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 422)}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "Kafka unavailable; retry."}
+}
+
+router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["consent"])
+
+
+def _view(change: RecordedChange | ConsentChange) -> ChangeView:
+    return ChangeView(
+        change_id=change.change_id,
+        purpose=change.purpose,
+        status=change.status,
+        changed_at=change.changed_at,
+        source=change.source,
+        erasure=change.erasure,
+    )
+
+
+async def _publish(
+    publisher: RecordPublisher, settings: ConsentSettings, changes: list[ConsentChange]
+) -> Any:
+    """Appends `changes` to the customer log; None once durable, else the 503 response to return."""
+    try:
+        await publisher.publish(
+            settings.topic(CUSTOMER_LOG),
+            [(change.customer_id.encode(), encode(change)) for change in changes],
+        )
+    except BrokerUnavailable as unavailable:
+        return error_response(
+            503, "broker_unavailable", f"{unavailable}; retry", headers={"Retry-After": "5"}
+        )
+    return None
+
+
+@router.put(
+    "/consent/{purpose}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ChangeView,
+    responses=ERRORS | UNAVAILABLE,
+)
+async def change_consent(
+    customer_id: CustomerId,
+    purpose: Purpose,
+    update: ConsentUpdate,
+    principal: Writer,
+    settings: Settings,
+    publisher: Publisher,
+) -> Any:
+    """Grant or deny one purpose. 202 once the change is durable in the customer log, in order with the
+    customer's touches: every touch logged after it is judged by it."""
+    change = consent_change(customer_id, purpose, update.status, datetime.now(UTC), principal.source)
+    return await _publish(publisher, settings, [change]) or _view(change)
+
+
+@router.get("/consent", response_model=CustomerConsent, responses=ERRORS)
+async def read_consent(customer_id: CustomerId, _: Reader, settings: Settings, store: Store) -> Any:
+    """Every purpose's current status, and whether it is the default or an explicit change (when, by whom)."""
+    current = current_consent(await store.latest_per_purpose(customer_id), settings.defaults())
+    purposes = {
+        purpose: PurposeView(
+            status=consent.status,
+            origin=consent.origin,
+            **(
+                {
+                    "changed_at": consent.change.changed_at,
+                    "source": consent.change.source,
+                    "change_id": consent.change.change_id,
+                }
+                if consent.change
+                else {}
+            ),
+        )
+        for purpose, consent in current.items()
+    }
+    return CustomerConsent(customer_id=customer_id, purposes=purposes)
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("before:"))
+    except (ValueError, binascii.Error):
+        return -1
+
+
+@router.get("/consent/history", response_model=HistoryPage, responses=ERRORS)
+async def consent_history(
+    customer_id: CustomerId,
+    _: Reader,
+    store: Store,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> Any:
+    """The audit trail, newest first, including erasures."""
+    before = _decode_cursor(cursor)
+    if before == -1:
+        return error_response(
+            422,
+            "invalid_request",
+            "the request is invalid",
+            [
+                {"field": "cursor", "reason": "is not a cursor this API returned"}  # type: ignore[list-item]
+            ],
+        )
+    changes = await store.history(customer_id, limit + 1, before)
+    next_cursor = (
+        base64.urlsafe_b64encode(f"before:{changes[limit - 1].log_offset}".encode()).decode()
+        if len(changes) > limit
+        else None
+    )
+    return HistoryPage(changes=[_view(change) for change in changes[:limit]], next_cursor=next_cursor)
+
+
+@router.post(
+    "/erasure",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ErasureAccepted,
+    responses=ERRORS | UNAVAILABLE,
+)
+async def erase_customer(
+    customer_id: CustomerId, principal: Writer, settings: Settings, publisher: Publisher
+) -> Any:
+    """The right to be forgotten: every purpose is denied and every projection deletes the customer.
+    The audit trail keeps that, and when, the erasure happened."""
+    requested_at = datetime.now(UTC)
+    erasure_id, changes = erasure_changes(customer_id, requested_at, principal.source)
+    return await _publish(publisher, settings, changes) or ErasureAccepted(
+        erasure_id=erasure_id,
+        customer_id=customer_id,
+        purposes=[change.purpose for change in changes],
+        requested_at=requested_at,
+    )
+
+
+def create_app(settings: ConsentSettings, publisher: RecordPublisher | None = None) -> FastAPI:
+    publisher = publisher or DurablePublisher(settings, settings.consent_publish_timeout_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.pg_dsn.get_secret_value())
+        app.state.store = ConsentStore(pool)
+        try:
+            yield
+        finally:
+            await publisher.close()
+            await pool.close()
+
+    app = FastAPI(
+        title="Touchline consent",
+        version="1",
+        lifespan=lifespan,
+        description="Consent per customer and purpose (`profiling`, `marketing`), erasure, audit trail.",
+    )
+    app.state.settings, app.state.publisher = settings, publisher
+    app.state.api_keys = principals(settings.api_keys)
+
+    async def ready() -> bool:
+        store: ConsentStore = app.state.store
+        return await publisher.ready() and await store.ready()
+
+    install_common(app, readiness=ready)
+    app.include_router(router)
+    return app

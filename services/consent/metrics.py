@@ -1,0 +1,25 @@
+from prometheus_client import Counter
+
+from shared.metrics import latency_histogram
+
+DECISIONS = Counter(
+    "touchline_consent_decisions_total",
+    "Touches judged by the filter, by purpose and outcome.",
+    ["purpose", "outcome"],
+)
+DROPPED = Counter("touchline_consent_dropped_total", "Touches no purpose allows: forwarded nowhere.")
+CHANGES = Counter(
+    "touchline_consent_changes_total",
+    "Consent changes applied, by purpose and status.",
+    ["purpose", "status"],
+)
+ERASE_MARKERS = Counter(
+    "touchline_consent_erase_markers_total", "Erase markers sent to the allowed stream.", ["purpose"]
+)
+UNREADABLE = Counter(
+    "touchline_consent_unreadable_records_total", "Customer-log records that failed to decode."
+)
+FILTER_LAG = latency_histogram(
+    "touchline_consent_filter_lag_seconds",
+    "From a record's append to the customer log until the filter decided it.",
+)

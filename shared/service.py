@@ -1,0 +1,35 @@
+"""How every service's `python -m services.X COMMAND` starts: logging, topics, then the command."""
+
+import argparse
+import asyncio
+from collections.abc import Callable, Mapping
+
+import faust
+import uvicorn
+from fastapi import FastAPI
+
+from shared.kafka import ensure_topics
+from shared.logging import configure_logging
+from shared.settings import TouchlineSettings
+
+
+def serve_api(app: FastAPI, host: str, port: int) -> None:
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+def run_worker(app: faust.App, settings: TouchlineSettings) -> None:
+    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+
+
+def run_command_line(
+    prog: str,
+    description: str | None,
+    settings: TouchlineSettings,
+    commands: Mapping[str, Callable[[], None]],
+) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("command", choices=sorted(commands))
+    command = parser.parse_args().command
+    configure_logging(settings.log_level)
+    asyncio.run(ensure_topics(settings))
+    commands[command]()
