@@ -36,7 +36,7 @@ unit: venv
 	$(BIN)/pytest tests/unit -q
 
 test: lint
-	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/unit tests/integration tests/e2e -q -p no:cacheprovider
+	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/unit tests/integration tests/e2e tests/faults -q -p no:cacheprovider
 
 faults: venv
 	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/faults -q -p no:cacheprovider

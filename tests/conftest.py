@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -19,6 +20,7 @@ from tests.helpers import delete_topics_with_prefix
 TEST_API_KEYS = {
     "test-writer": {"source": "test-shop", "scopes": ["events:write"]},
     "test-reader": {"source": "test-crm", "scopes": ["timeline:read", "consent:read", "segments:read"]},
+    "test-dpo": {"source": "test-dpo", "scopes": ["consent:write", "consent:read"]},
     "test-nothing": [],
 }
 SESSION_PREFIX = f"test-{uuid.uuid4().hex[:8]}."
@@ -84,3 +86,9 @@ async def database(settings: TouchlineSettings) -> AsyncIterator[str]:
 def unique() -> str:
     """A fresh id fragment, so tests sharing one broker and database never see each other's data."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where processes started by tests write their logs; failing tests name the file."""
+    return Path(tmp_path_factory.mktemp("logs"))

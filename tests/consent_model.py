@@ -61,3 +61,21 @@ def expected_holdings(
             if record.status is ConsentStatus.DENIED and record.purpose in needed:
                 held.pop(record.customer_id, None)
     return {customer: events for customer, events in held.items() if events}
+
+
+def expected_purposes(
+    log: Sequence[CustomerLogRecord], defaults: Mapping[Purpose, ConsentStatus]
+) -> dict[str, frozenset[Purpose]]:
+    """G1 as a definition: the purposes each touch may be used for, by event id."""
+    consent: dict[tuple[str, Purpose], ConsentStatus] = {}
+    purposes = {}
+    for record in log:
+        if isinstance(record, ConsentChange):
+            consent[(record.customer_id, record.purpose)] = record.status
+        elif isinstance(record, TouchEvent):
+            purposes[record.event_id] = frozenset(
+                p
+                for p in Purpose
+                if consent.get((record.customer_id, p), defaults[p]) is ConsentStatus.GRANTED
+            )
+    return purposes

@@ -123,3 +123,16 @@ class ServiceProcess:
                     pass
                 await asyncio.sleep(0.3)
         raise TimeoutError(f"{self.module} {self.command} not ready at {url}; see {self.log}")
+
+
+WORKER_ENV = {
+    "TOUCHLINE_INGEST_WORKER_METRICS_PORT": "0",
+    "TOUCHLINE_CONSENT_WORKER_METRICS_PORT": "0",
+    # The broker's smallest session timeout: a killed worker's partitions move on quickly.
+    "TOUCHLINE_STREAM_SESSION_TIMEOUT_SECONDS": "6",
+}
+
+
+def worker(module: str, name: str, env: dict[str, str], logs: Path) -> ServiceProcess:
+    """A stream worker as `python -m MODULE worker`, with test-friendly ports and timeouts."""
+    return ServiceProcess(module, "worker", env | WORKER_ENV, logs / f"{name}.log")

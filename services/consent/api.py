@@ -123,7 +123,7 @@ async def change_consent(
     return await _publish(publisher, settings, [change]) or _view(change)
 
 
-@router.get("/consent", response_model=CustomerConsent, responses=ERRORS)
+@router.get("/consent", response_model=CustomerConsent, response_model_exclude_none=True, responses=ERRORS)
 async def read_consent(customer_id: CustomerId, _: Reader, settings: Settings, store: Store) -> Any:
     """Every purpose's current status, and whether it is the default or an explicit change (when, by whom)."""
     current = current_consent(await store.latest_per_purpose(customer_id), settings.defaults())

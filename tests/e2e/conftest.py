@@ -3,18 +3,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ServiceProcess
+from tests.helpers import ServiceProcess, worker
 
 
 @pytest.fixture(scope="session")
-def ingest_worker(
-    kafka: object, test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
+def ingest_worker(kafka: object, test_env: dict[str, str], logs: Path) -> Iterator[ServiceProcess]:
     """The Kafka-native ingest worker, started as `python -m services.ingest worker`."""
-    log = Path(tmp_path_factory.mktemp("logs")) / "ingest-worker.log"
-    worker = ServiceProcess(
-        "services.ingest", "worker", test_env | {"TOUCHLINE_INGEST_WORKER_METRICS_PORT": "0"}, log
-    )
-    worker.start()
-    yield worker
-    worker.stop()
+    process = worker("services.ingest", "ingest-worker", test_env, logs).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def consent_filter(
+    kafka: object, database: str, test_env: dict[str, str], logs: Path
+) -> Iterator[ServiceProcess]:
+    """The consent filter, started as `python -m services.consent worker`."""
+    process = worker("services.consent", "consent-filter", test_env, logs).start()
+    yield process
+    process.stop()
