@@ -6,7 +6,7 @@ from services.consent.settings import ConsentSettings
 from shared.events import AllowedTouch, ConsentChange
 from shared.purposes import PROJECTION_PURPOSES
 from shared.settings import TouchlineSettings
-from tests.consent_log import append_to_log, random_log, read_allowed, read_log
+from tests.consent_log import AllowedRecords, append_to_log, random_log, read_allowed, read_log
 from tests.consent_model import ProjectionModel, expected_holdings, expected_purposes
 from tests.helpers import ServiceProcess
 
@@ -22,7 +22,7 @@ async def test_the_filter_forwards_exactly_what_consent_allows_and_audits_every_
         projection: expected_holdings(log, projection, defaults) for projection in PROJECTION_PURPOSES
     }
 
-    def settled(records: list) -> bool:  # type: ignore[type-arg]
+    def settled(records: AllowedRecords) -> bool:
         return all(
             ProjectionModel(p).apply_all(records).holdings() == expected[p] for p in PROJECTION_PURPOSES
         )
