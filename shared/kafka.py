@@ -31,7 +31,7 @@ def create_producer(settings: TouchlineSettings, **overrides: Any) -> AIOKafkaPr
 
 
 def create_consumer(
-    settings: TouchlineSettings, *topics: str, group_id: str, **overrides: Any
+    settings: TouchlineSettings, *topics: str, group_id: str | None, **overrides: Any
 ) -> AIOKafkaConsumer:
     """A consumer that commits only when told to, after its work is durable, and never sees aborted writes."""
     options: dict[str, Any] = {

@@ -6,7 +6,8 @@ Every variable starts with `TOUCHLINE_`; the defaults are the ones `make run` us
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.events import Identifier
+from shared.events import ConsentStatus, Identifier, Purpose
+from shared.purposes import DEFAULT_CONSENT
 from shared.topics import TopicSpec, topic_name
 
 
@@ -30,6 +31,14 @@ class TouchlineSettings(BaseSettings):
         description='JSON: {"key": ["scope", ...]} or {"key": {"source": "web-shop", "scopes": [...]}}.',
     )
     log_level: str = "INFO"
+    consent_defaults: dict[Purpose, ConsentStatus] = Field(
+        default_factory=dict,
+        description='JSON, e.g. {"marketing": "granted"}; a purpose not named keeps the built-in default.',
+    )
+
+    def default_consent(self) -> dict[Purpose, ConsentStatus]:
+        """Consent of customers who never said anything, per purpose."""
+        return {**DEFAULT_CONSENT, **self.consent_defaults}
 
     def topic(self, spec: TopicSpec) -> str:
         return topic_name(spec, self.topic_prefix)

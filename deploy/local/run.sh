@@ -65,6 +65,7 @@ main() {
 
 Touchline is running.
   Ingest API     http://127.0.0.1:$TOUCHLINE_INGEST_PORT/docs   (metrics: /metrics)
+  Timeline API   http://127.0.0.1:$TOUCHLINE_TIMELINE_PORT/docs
   Consent API    http://127.0.0.1:$TOUCHLINE_CONSENT_PORT/docs
   Kafka          127.0.0.1:$TOUCHLINE_KAFKA_PORT
   PostgreSQL     $TOUCHLINE_PG_DSN
@@ -77,6 +78,7 @@ for key, grant in json.load(sys.stdin).items():
   Try: curl -s -H 'Authorization: Bearer dev-web' -H 'Content-Type: application/json' \\
          -d '[{"event_id":"try-1","customer_id":"cust-00001","type":"page.viewed","channel":"web",
               "occurred_at":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}]' http://127.0.0.1:$TOUCHLINE_INGEST_PORT/v1/events
+  Then:  curl -s -H 'Authorization: Bearer dev-crm' http://127.0.0.1:$TOUCHLINE_TIMELINE_PORT/v1/customers/cust-00001/profile
 Stop everything with: make stop
 TXT
 }

@@ -126,7 +126,7 @@ async def change_consent(
 @router.get("/consent", response_model=CustomerConsent, response_model_exclude_none=True, responses=ERRORS)
 async def read_consent(customer_id: CustomerId, _: Reader, settings: Settings, store: Store) -> Any:
     """Every purpose's current status, and whether it is the default or an explicit change (when, by whom)."""
-    current = current_consent(await store.latest_per_purpose(customer_id), settings.defaults())
+    current = current_consent(await store.latest_per_purpose(customer_id), settings.default_consent())
     purposes = {
         purpose: PurposeView(
             status=consent.status,

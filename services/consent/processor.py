@@ -1,6 +1,7 @@
 """The consent filter: the customer log in, the allowed stream out, consent state in a changelog table."""
 
 import time
+from functools import partial
 
 import faust
 from faust.types import StreamT
@@ -11,7 +12,7 @@ from services.consent.domain import AllowedOutput, Decision, filter_record, load
 from services.consent.metrics import CHANGES, DECISIONS, DROPPED, ERASE_MARKERS, FILTER_LAG, UNREADABLE
 from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
-from shared.db import create_pool
+from shared.db import create_pool, until_committed
 from shared.events import AllowedTouch, ConsentChange, CustomerLogRecord, Purpose, TouchEvent
 from shared.serialization import decode_customer_log, encode
 from shared.streams import create_stream_app, raw_topic
@@ -40,7 +41,7 @@ def create_processor(settings: ConsentSettings) -> faust.App:
     # Keyed by customer and written while handling that customer's record, so each changelog partition
     # matches the customer-log partition it came from (co-partitioned, 12 and 12).
     consent = app.Table("consent-state", default=dict, partitions=CUSTOMER_PARTITIONS, key_type=str)
-    defaults = settings.defaults()
+    defaults = settings.default_consent()
 
     @app.agent(customer_log)
     async def filter_consent(stream: StreamT[bytes]) -> None:
@@ -67,7 +68,8 @@ def create_processor(settings: ConsentSettings) -> faust.App:
                 record, message.offset, load_state(consent[record.customer_id]), defaults
             )
             if isinstance(record, ConsentChange):
-                await store.record(record, message.partition, message.offset)
+                audit = partial(store.record, record, message.partition, message.offset)
+                await until_committed(audit, "consent audit")
                 consent[record.customer_id] = decision.state
             for output in decision.outputs:
                 await allowed.send(key=record.customer_id.encode(), value=encode(output))

@@ -17,7 +17,7 @@ async def test_the_filter_forwards_exactly_what_consent_allows_and_audits_every_
     customers = [f"{unique}-c{number}" for number in range(6)]
     await append_to_log(kafka, random_log(customers, 300, seed=11))
     log = await read_log(kafka, set(customers), 300)
-    defaults = ConsentSettings().defaults()
+    defaults = ConsentSettings().default_consent()
     expected = {
         projection: expected_holdings(log, projection, defaults) for projection in PROJECTION_PURPOSES
     }

@@ -41,7 +41,7 @@ async def test_g3_the_filter_survives_sigkills_mid_stream(
             consent_filter.start()
         await feeding
         ordered = await read_log(kafka, set(customers), RECORDS)
-        defaults = ConsentSettings().defaults()
+        defaults = ConsentSettings().default_consent()
         expected = {
             projection: expected_holdings(ordered, projection, defaults) for projection in PROJECTION_PURPOSES
         }

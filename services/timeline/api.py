@@ -1,0 +1,164 @@
+"""HTTP edge of the timeline: a customer's history, newest first, and their 360-degree profile."""
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from pydantic import AwareDatetime, BaseModel, JsonValue
+
+from services.consent.domain import current_consent
+from services.consent.store import ConsentStore
+from services.timeline.domain import Cursor, PageQuery, TimelineRow, split_values
+from services.timeline.metrics import READ_SECONDS
+from services.timeline.settings import TimelineSettings
+from services.timeline.store import TimelineStore
+from shared.auth import Principal, principals, require_scope
+from shared.db import create_pool
+from shared.errors import Problem
+from shared.events import ConsentStatus, Purpose
+from shared.http import ErrorBody, error_response, from_state, install_common
+
+CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+Reader = Annotated[Principal, Depends(require_scope("timeline:read"))]
+Settings = Annotated[TimelineSettings, Depends(from_state("settings"))]
+Store = Annotated[TimelineStore, Depends(from_state("store"))]
+Consents = Annotated[ConsentStore, Depends(from_state("consents"))]
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 422)}
+
+
+class TimelineEvent(BaseModel):
+    event_id: str
+    type: str
+    channel: str
+    occurred_at: datetime
+    properties: dict[str, JsonValue]
+    received_at: datetime
+    source: str
+
+
+class TimelinePage(BaseModel):
+    events: list[TimelineEvent]
+    next_cursor: str | None
+
+
+class Profile(BaseModel):
+    customer_id: str
+    first_seen: datetime
+    last_seen: datetime
+    event_count: int
+    events_by_channel: dict[str, int]
+    events_by_type: dict[str, int]
+    purchase_count: int
+    purchase_amount: Decimal
+    consent: dict[Purpose, ConsentStatus]
+
+
+router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["timeline"])
+
+
+def _event(row: TimelineRow) -> TimelineEvent:
+    return TimelineEvent(
+        event_id=row.event_id,
+        type=row.type,
+        channel=row.channel,
+        occurred_at=row.occurred_at,
+        properties=orjson.loads(row.properties),
+        received_at=row.received_at,
+        source=row.source,
+    )
+
+
+def _unknown(customer_id: str) -> Any:
+    message = f"no timeline for customer {customer_id!r}: no event of theirs is stored, or consent forbids it"
+    return error_response(404, "unknown_customer", message)
+
+
+@router.get("/timeline", response_model=TimelinePage, responses=ERRORS)
+async def read_timeline(
+    customer_id: CustomerId,
+    _: Reader,
+    store: Store,
+    limit: Annotated[int, Query(ge=1, le=500, description="Events per page.")] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    types: Annotated[
+        list[str] | None, Query(description="Only these types: `types=a,b` or repeated.")
+    ] = None,
+    channels: Annotated[list[str] | None, Query(description="Only these channels.")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="occurred_at at or after (RFC 3339).")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="occurred_at before (RFC 3339).")] = None,
+) -> Any:
+    """A customer's touches, newest first by `occurred_at`; filters combine with AND. The cursor is a
+    position, not a page number: paging never skips or repeats an event while new ones arrive."""
+    started = time.perf_counter()
+    try:
+        after = Cursor.decode(cursor) if cursor else None
+    except ValueError as error:
+        return error_response(
+            422, "invalid_request", "the request is invalid", [Problem(field="cursor", reason=str(error))]
+        )
+    query = PageQuery(
+        customer_id, limit + 1, after, split_values(types), split_values(channels), since, until
+    )
+    rows = await store.page(query)
+    if not rows and after is None and await store.profile(customer_id) is None:
+        return _unknown(customer_id)
+    page = rows[:limit]
+    next_cursor = Cursor(page[-1].occurred_at, page[-1].event_id).encode() if len(rows) > limit else None
+    READ_SECONDS.labels("timeline").observe(time.perf_counter() - started)
+    return TimelinePage(events=[_event(row) for row in page], next_cursor=next_cursor)
+
+
+@router.get("/profile", response_model=Profile, responses=ERRORS)
+async def read_profile(
+    customer_id: CustomerId, _: Reader, store: Store, consents: Consents, settings: Settings
+) -> Any:
+    """The 360-degree summary: first and last seen, totals by channel and type, purchases, consent."""
+    started = time.perf_counter()
+    summary = await store.profile(customer_id)
+    if summary is None:
+        return _unknown(customer_id)
+    consent = current_consent(await consents.latest_per_purpose(customer_id), settings.default_consent())
+    READ_SECONDS.labels("profile").observe(time.perf_counter() - started)
+    return Profile(
+        customer_id=customer_id,
+        first_seen=summary.first_seen,
+        last_seen=summary.last_seen,
+        event_count=summary.event_count,
+        events_by_channel=summary.by_channel,
+        events_by_type=summary.by_type,
+        purchase_count=summary.purchase_count,
+        purchase_amount=summary.purchase_amount,
+        consent={purpose: state.status for purpose, state in consent.items()},
+    )
+
+
+def create_app(settings: TimelineSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.pg_dsn.get_secret_value())
+        app.state.store, app.state.consents = TimelineStore(pool), ConsentStore(pool)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="Touchline timeline",
+        version="1",
+        lifespan=lifespan,
+        description="Each customer's history and 360-degree profile, for front-office apps.",
+    )
+    app.state.settings, app.state.api_keys = settings, principals(settings.api_keys)
+
+    async def ready() -> bool:
+        store: TimelineStore = app.state.store
+        return await store.ready()
+
+    install_common(app, readiness=ready)
+    app.include_router(router)
+    return app

@@ -1,0 +1,110 @@
+"""Timeline rules: what a batch of allowed-stream records does to the projection, and how pages are cut."""
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import orjson
+
+from shared.events import AllowedTouch, EraseMarker, TouchEvent
+from shared.purposes import may_project, must_erase
+
+PROJECTION = "timeline"
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    customer_id: str
+    occurred_at: datetime
+    event_id: str
+    type: str
+    channel: str
+    properties: str  # JSON text, as PostgreSQL's jsonb input wants it
+    received_at: datetime
+    source: str
+
+
+@dataclass
+class BatchPlan:
+    """What one batch does, in this order: delete erased customers' rows, then insert new rows."""
+
+    erase: set[str] = field(default_factory=set)
+    rows: dict[tuple[str, str], TimelineRow] = field(default_factory=dict)
+
+
+def row_of(event: TouchEvent) -> TimelineRow:
+    return TimelineRow(
+        event.customer_id,
+        event.occurred_at,
+        event.event_id,
+        event.type,
+        event.channel,
+        orjson.dumps(event.properties).decode(),
+        event.received_at,
+        event.source,
+    )
+
+
+def plan_batch(records: Sequence[AllowedTouch | EraseMarker]) -> BatchPlan:
+    """Folds a batch in stream order: an erase marker cancels its customer's earlier rows in the batch
+    and deletes what is stored; later touches of that customer are kept."""
+    plan = BatchPlan()
+    for record in records:
+        if isinstance(record, EraseMarker):
+            if must_erase(PROJECTION, record.purposes):
+                plan.erase.add(record.customer_id)
+                plan.rows = {key: row for key, row in plan.rows.items() if key[0] != record.customer_id}
+        elif may_project(PROJECTION, record.purposes):
+            plan.rows.setdefault((record.event.customer_id, record.event.event_id), row_of(record.event))
+    return plan
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the last (occurred_at, event_id) served, newest first."""
+
+    occurred_at: datetime
+    event_id: str
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.occurred_at.isoformat(), self.event_id])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "Cursor":
+        """Raises ValueError for anything this API did not hand out."""
+        try:
+            occurred_at, event_id = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            return cls(datetime.fromisoformat(occurred_at), str(event_id))
+        except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError):
+            raise ValueError("is not a cursor this API returned") from None
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    customer_id: str
+    limit: int
+    after: Cursor | None
+    types: frozenset[str]
+    channels: frozenset[str]
+    since: datetime | None
+    until: datetime | None
+
+
+def split_values(values: Sequence[str] | None) -> frozenset[str]:
+    """`types=a,b` and `types=a&types=b` mean the same."""
+    return frozenset(part.strip() for value in values or () for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    first_seen: datetime
+    last_seen: datetime
+    event_count: int
+    purchase_count: int
+    purchase_amount: Decimal
+    by_channel: dict[str, int]
+    by_type: dict[str, int]

@@ -1,0 +1,196 @@
+"""The timeline in PostgreSQL: batched, idempotent projection writes and the read path.
+
+Idempotent by the key (customer_id, event_id) with ON CONFLICT DO NOTHING: a replayed or duplicated
+event is stored, and counted in the profile, once. Offsets are committed by the processor only after
+apply_batch's transaction commits.
+"""
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import astuple
+
+import asyncpg
+
+from services.timeline.domain import BatchPlan, PageQuery, ProfileSummary, TimelineRow
+
+_GENERATION = re.compile(r"timeline_g[0-9]+")
+_STAGING_COLUMNS = (
+    "customer_id",
+    "occurred_at",
+    "event_id",
+    "type",
+    "channel",
+    "properties",
+    "received_at",
+    "source",
+)
+
+# Inserted rows feed the profile in the same statement, so the profile counts exactly the rows stored.
+_INSERT_AND_SUMMARISE = """
+WITH inserted AS (
+    INSERT INTO {g}.events
+        (customer_id, occurred_at, event_id, type, channel, properties, received_at, source)
+    SELECT customer_id, occurred_at, event_id, type, channel, properties::jsonb, received_at, source
+    FROM timeline_staging
+    ON CONFLICT (customer_id, event_id) DO NOTHING
+    RETURNING customer_id, occurred_at, type, channel, properties
+), profiles AS (
+    INSERT INTO {g}.profiles AS p
+    SELECT customer_id, min(occurred_at), max(occurred_at), count(*),
+           count(*) FILTER (WHERE type = 'purchase'),
+           coalesce(sum((properties->>'amount')::numeric)
+                    FILTER (WHERE type = 'purchase' AND jsonb_typeof(properties->'amount') = 'number'), 0)
+    FROM inserted GROUP BY customer_id
+    ON CONFLICT (customer_id) DO UPDATE SET
+        first_seen = least(p.first_seen, excluded.first_seen),
+        last_seen = greatest(p.last_seen, excluded.last_seen),
+        event_count = p.event_count + excluded.event_count,
+        purchase_count = p.purchase_count + excluded.purchase_count,
+        purchase_amount = p.purchase_amount + excluded.purchase_amount
+), counts AS (
+    INSERT INTO {g}.profile_counts AS c
+    SELECT customer_id, 'channel', channel, count(*) FROM inserted GROUP BY customer_id, channel
+    UNION ALL
+    SELECT customer_id, 'type', type, count(*) FROM inserted GROUP BY customer_id, type
+    ON CONFLICT (customer_id, dimension, value) DO UPDATE SET count = c.count + excluded.count
+)
+SELECT count(*) FROM inserted
+"""
+
+_PAGE = """
+SELECT event_id, customer_id, type, channel, occurred_at, properties::text AS properties, received_at, source
+FROM {g}.events
+WHERE customer_id = $1
+  AND ($2::timestamptz IS NULL OR (occurred_at, event_id) < ($2, $3::text))
+  AND (cardinality($4::text[]) = 0 OR type = ANY($4))
+  AND (cardinality($5::text[]) = 0 OR channel = ANY($5))
+  AND ($6::timestamptz IS NULL OR occurred_at >= $6)
+  AND ($7::timestamptz IS NULL OR occurred_at < $7)
+ORDER BY occurred_at DESC, event_id DESC
+LIMIT $8
+"""
+
+
+def _checked(generation: str) -> str:
+    """Generation names are formatted into SQL, so only the shape the projector creates is allowed."""
+    if not _GENERATION.fullmatch(generation):
+        raise ValueError(f"not a timeline generation: {generation!r}")
+    return generation
+
+
+class TimelineStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def active_generation(self) -> str:
+        return _checked(await self._pool.fetchval("SELECT generation FROM timeline_active"))
+
+    async def apply_batch(self, plan: BatchPlan, generation: str | None = None) -> int:
+        """Deletes erased customers, then inserts new rows, in one transaction; returns rows stored.
+
+        Without `generation` it writes to the active one, holding the pointer row FOR SHARE so that a
+        rebuild's switch waits for this batch and the next batch writes to the new generation.
+        """
+        async with self._pool.acquire() as connection, connection.transaction():
+            if generation is None:
+                generation = await connection.fetchval("SELECT generation FROM timeline_active FOR SHARE")
+            g = _checked(generation)
+            if plan.erase:
+                erased = list(plan.erase)
+                for table in ("events", "profiles", "profile_counts"):
+                    await connection.execute(f"DELETE FROM {g}.{table} WHERE customer_id = ANY($1)", erased)
+            if not plan.rows:
+                return 0
+            await connection.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS timeline_staging (customer_id text, occurred_at timestamptz,"
+                " event_id text, type text, channel text, properties text, received_at timestamptz,"
+                " source text) ON COMMIT DELETE ROWS"
+            )
+            await connection.copy_records_to_table(
+                "timeline_staging",
+                records=[astuple(row) for row in plan.rows.values()],
+                columns=_STAGING_COLUMNS,
+            )
+            stored: int = await connection.fetchval(_INSERT_AND_SUMMARISE.format(g=g))
+            return stored
+
+    async def page(self, query: PageQuery) -> list[TimelineRow]:
+        after = query.after
+        rows = await self._pool.fetch(
+            _PAGE.format(g=await self.active_generation()),
+            query.customer_id,
+            after.occurred_at if after else None,
+            after.event_id if after else None,
+            sorted(query.types),
+            sorted(query.channels),
+            query.since,
+            query.until,
+            query.limit,
+        )
+        return [
+            TimelineRow(
+                row["customer_id"],
+                row["occurred_at"],
+                row["event_id"],
+                row["type"],
+                row["channel"],
+                row["properties"],
+                row["received_at"],
+                row["source"],
+            )
+            for row in rows
+        ]
+
+    async def profile(self, customer_id: str) -> ProfileSummary | None:
+        g = await self.active_generation()
+        async with self._pool.acquire() as connection:
+            row = await connection.fetchrow(f"SELECT * FROM {g}.profiles WHERE customer_id = $1", customer_id)
+            if row is None:
+                return None
+            counts = await connection.fetch(
+                f"SELECT dimension, value, count FROM {g}.profile_counts WHERE customer_id = $1", customer_id
+            )
+        by: dict[str, dict[str, int]] = {"channel": {}, "type": {}}
+        for count in counts:
+            by[count["dimension"]][count["value"]] = count["count"]
+        return ProfileSummary(
+            row["first_seen"],
+            row["last_seen"],
+            row["event_count"],
+            row["purchase_count"],
+            row["purchase_amount"],
+            by["channel"],
+            by["type"],
+        )
+
+    async def ready(self) -> bool:
+        try:
+            await self.active_generation()
+        except (OSError, asyncpg.PostgresError):
+            return False
+        return True
+
+    # Rebuild: a fresh generation filled beside the active one, then an atomic switch.
+
+    async def create_generation(self) -> str:
+        number = await self._pool.fetchval(
+            "SELECT coalesce(max(substring(nspname FROM 'timeline_g([0-9]+)')::int), 0) + 1"
+            " FROM pg_namespace WHERE nspname ~ '^timeline_g[0-9]+$'"
+        )
+        generation = f"timeline_g{number}"
+        await self._pool.execute("SELECT timeline_create_generation($1)", generation)
+        return generation
+
+    async def switch_to(self, generation: str, catch_up: Callable[[], Awaitable[None]]) -> str:
+        """Makes `generation` the active one; returns the previous. `catch_up` runs while the pointer is
+        locked, so no live batch can land in the old generation after the rebuild's last read."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            previous = _checked(
+                await connection.fetchval("SELECT generation FROM timeline_active FOR UPDATE")
+            )
+            await catch_up()
+            await connection.execute("UPDATE timeline_active SET generation = $1", _checked(generation))
+        return previous
+
+    async def drop_generation(self, generation: str) -> None:
+        await self._pool.execute(f"DROP SCHEMA {_checked(generation)} CASCADE")

@@ -1,0 +1,109 @@
+"""The timeline's pure rules: batch planning (checked against the shared consent model) and cursors."""
+
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.timeline.domain import BatchPlan, Cursor, plan_batch, split_values
+from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
+from tests.consent_model import ProjectionModel
+
+AT = datetime(2026, 11, 22, tzinfo=UTC)
+PROFILING, MARKETING = Purpose.PROFILING, Purpose.MARKETING
+
+
+def touch(
+    event_id: str, customer: str, purposes: frozenset[Purpose] = frozenset({PROFILING})
+) -> AllowedTouch:
+    event = TouchEvent(
+        event_id=event_id,
+        customer_id=customer,
+        type="purchase",
+        channel="web",
+        occurred_at=AT,
+        received_at=AT,
+        source="t",
+        properties={"amount": 3},
+    )
+    return AllowedTouch(event=event, purposes=purposes)
+
+
+def erase(customer: str, purposes: frozenset[Purpose] = frozenset({PROFILING})) -> EraseMarker:
+    return EraseMarker(customer_id=customer, purposes=purposes, change_id="c", at=AT)
+
+
+def test_an_erase_marker_cancels_earlier_rows_of_its_customer_and_keeps_later_ones() -> None:
+    plan = plan_batch([touch("a1", "ann"), touch("b1", "ben"), erase("ann"), touch("a2", "ann")])
+    assert plan.erase == {"ann"}
+    assert sorted(plan.rows) == [("ann", "a2"), ("ben", "b1")]
+
+
+def test_only_touches_allowed_for_profiling_are_projected() -> None:
+    plan = plan_batch([touch("x", "ann", frozenset({MARKETING})), touch("y", "ann")])
+    assert list(plan.rows) == [("ann", "y")]
+
+
+def test_a_marketing_withdrawal_does_not_touch_the_timeline() -> None:
+    assert plan_batch([touch("x", "ann"), erase("ann", frozenset({MARKETING}))]).erase == set()
+
+
+def test_duplicates_within_a_batch_become_one_row() -> None:
+    assert len(plan_batch([touch("x", "ann"), touch("x", "ann")]).rows) == 1
+
+
+def apply(stored: dict[str, set[str]], plan: BatchPlan) -> None:
+    """What the store does with a plan, on a dict: delete erased customers, then insert if absent."""
+    for customer in plan.erase:
+        stored.pop(customer, None)
+    for customer, event_id in plan.rows:
+        stored.setdefault(customer, set()).add(event_id)
+
+
+records = st.lists(
+    st.one_of(
+        st.builds(
+            touch,
+            st.sampled_from(["e1", "e2", "e3", "e4"]),
+            st.sampled_from(["ann", "ben"]),
+            st.sampled_from([frozenset({PROFILING}), frozenset({MARKETING}), frozenset(Purpose)]),
+        ),
+        st.builds(
+            erase,
+            st.sampled_from(["ann", "ben"]),
+            st.sampled_from([frozenset({PROFILING}), frozenset({MARKETING})]),
+        ),
+    ),
+    max_size=30,
+)
+
+
+@given(stream=records, cuts=st.lists(st.integers(0, 30), max_size=5))
+def test_any_batching_of_a_stream_stores_what_the_reference_projection_holds(
+    stream: list[AllowedTouch | EraseMarker], cuts: list[int]
+) -> None:
+    bounds = sorted({0, len(stream), *(cut for cut in cuts if cut <= len(stream))})
+    stored: dict[str, set[str]] = {}
+    for start, end in pairwise(bounds):
+        apply(stored, plan_batch(stream[start:end]))
+    expected = ProjectionModel("timeline").apply_all(stream).holdings()
+    assert {customer: ids for customer, ids in stored.items() if ids} == expected
+
+
+def test_cursors_round_trip_and_reject_forgeries() -> None:
+    cursor = Cursor(AT - timedelta(days=3), "evt:1")
+    assert Cursor.decode(cursor.encode()) == cursor
+    for forged in ("", "abc", "W10", "bm90IGpzb24", Cursor(AT, "x").encode()[:-3]):
+        with pytest.raises(ValueError, match="cursor"):
+            Cursor.decode(forged)
+
+
+def test_filter_values_may_be_comma_separated_or_repeated() -> None:
+    assert split_values(["purchase,email.opened", " support.call ", ""]) == {
+        "purchase",
+        "email.opened",
+        "support.call",
+    }
+    assert split_values(None) == frozenset()
