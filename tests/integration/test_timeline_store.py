@@ -6,12 +6,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from pydantic import JsonValue
 
 from services.timeline.domain import Cursor, PageQuery, plan_batch
 from services.timeline.store import TimelineStore
 from shared.db import create_pool
-from pydantic import JsonValue
-
 from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
