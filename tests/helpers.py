@@ -5,14 +5,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 Headers = list[tuple[str, bytes]]
@@ -137,3 +139,17 @@ WORKER_ENV = {
 def worker(module: str, name: str, env: dict[str, str], logs: Path) -> ServiceProcess:
     """A stream worker as `python -m MODULE worker`, with test-friendly ports and timeouts."""
     return ServiceProcess(module, "worker", env | WORKER_ENV, logs / f"{name}.log")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float = 60.0
+) -> T:
+    """Polls `check` until `done` holds for its answer; the last answer is in the TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await check()
+        if done(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still not done after {timeout} s; last answer: {repr(answer)[:800]}")
+        await asyncio.sleep(0.3)

@@ -22,3 +22,13 @@ def consent_filter(
     process = worker("services.consent", "consent-filter", test_env, logs).start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def timeline_projector(
+    kafka: object, database: str, test_env: dict[str, str], logs: Path
+) -> Iterator[ServiceProcess]:
+    """The timeline projector, started as `python -m services.timeline worker`."""
+    process = worker("services.timeline", "timeline-projector", test_env, logs).start()
+    yield process
+    process.stop()
