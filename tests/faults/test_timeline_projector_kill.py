@@ -51,7 +51,10 @@ def allowed_stream(customers: list[str], seed: int) -> list[AllowedTouch | Erase
     return stream
 
 
-async def stored(database: str, customers: list[str]) -> tuple[dict[str, set[str]], dict[str, int]]:
+Stored = tuple[dict[str, set[str]], dict[str, int]]
+
+
+async def stored(database: str, customers: list[str]) -> Stored:
     connection = await asyncpg.connect(database)
     try:
         generation = await connection.fetchval("SELECT generation FROM timeline_active")
@@ -89,9 +92,11 @@ async def test_the_projector_survives_sigkills_with_nothing_lost_or_doubled(
             # Kill only once the projector has visibly stored something since it (re)started, while the
             # feed is still running: provably mid-stream.
             before = await stored(database, customers)
-            await eventually(
-                lambda: stored(database, customers), lambda answer, before=before: answer != before
-            )
+
+            def progressed(answer: Stored, before: Stored = before) -> bool:
+                return answer != before
+
+            await eventually(lambda: stored(database, customers), progressed)
             await asyncio.sleep(0.5)
             assert not feeding.done(), "the feed ended before the kill: not mid-stream"
             projector.kill()

@@ -52,7 +52,7 @@ async def all_pages(store: TimelineStore, customer: str, limit: int, **filters: 
     after = None
     while True:
         query = PageQuery(customer, limit, after, frozenset(), frozenset(), None, None)
-        query = PageQuery(**{**query.__dict__, **filters})  # type: ignore[arg-type]
+        query = PageQuery(**{**query.__dict__, **filters})
         rows = await store.page(query)
         seen += [row.event_id for row in rows]
         if len(rows) < limit:
