@@ -5,13 +5,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.bench import ingest
+from tests.bench import ingest, timeline
 
 
 async def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="touchline-bench-"))
-    lines = await ingest.run(log_dir)
-    print("\n".join(lines))
+    only = set(sys.argv[1:])  # `python -m tests.bench timeline` runs one benchmark
+    for name, bench in (("ingest", ingest), ("timeline", timeline)):
+        if not only or name in only:
+            print("\n".join(await bench.run(log_dir)), flush=True)
     print(f"(service logs: {log_dir})", file=sys.stderr)
 
 

@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import asyncpg
+
+from shared.db import migrate
 from shared.kafka import ensure_topics
 from shared.settings import TouchlineSettings
 from tests.helpers import delete_topics_with_prefix
@@ -44,3 +47,29 @@ async def bench_topics() -> AsyncIterator[TouchlineSettings]:
         yield settings
     finally:
         await delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix)
+
+
+@asynccontextmanager
+async def bench_database() -> AsyncIterator[str]:
+    """A migrated database of the benchmark's own on the local cluster; its DSN."""
+    base = TouchlineSettings().pg_dsn.get_secret_value().rsplit("/", 1)[0]
+    name = f"touchline_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    migrate(f"{base}/{name}")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(f"{base}/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]

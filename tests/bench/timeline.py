@@ -1,0 +1,169 @@
+"""Timeline: projector events/s against a COPY of the same rows, and read latency over millions of rows."""
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import astuple
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+
+from services.ingest.domain import stamped_records
+from services.timeline.domain import row_of
+from shared.demo import journeys
+from shared.events import AllowedTouch, Purpose
+from shared.kafka import create_producer, send_partitioned
+from shared.serialization import decode_customer_log, encode
+from shared.settings import TouchlineSettings
+from shared.topics import CUSTOMER_ALLOWED
+from tests.bench.common import bench_database, bench_topics, percentile
+from tests.bench.ingest import free_port
+from tests.helpers import ServiceProcess, worker
+
+EVENTS = 100_000
+STORED_FOR_READS = int(os.environ.get("TOUCHLINE_BENCH_TIMELINE_ROWS", "10000000"))
+CUSTOMERS_FOR_READS = STORED_FOR_READS // 100  # 100 events each: every page read is a full one
+READS = 2000
+KEY = "bench-reader"
+COLUMNS = ["customer_id", "occurred_at", "event_id", "type", "channel", "properties", "received_at", "source"]
+
+
+def allowed_touches() -> list[AllowedTouch]:
+    now = datetime.now(UTC)
+    events = list(islice(journeys(EVENTS, now), EVENTS))
+    stamped = [decode_customer_log(value) for _, value in stamped_records(events, now, "bench")]
+    return [AllowedTouch(event=event, purposes=frozenset({Purpose.PROFILING})) for event in stamped]
+
+
+async def copy_ceiling(dsn: str, touches: list[AllowedTouch]) -> float:
+    """Rows per second of a plain COPY of the same rows into an empty generation, indexes included."""
+    rows = [astuple(row_of(touch.event)) for touch in touches]
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("SELECT timeline_create_generation('timeline_g999')")
+        started = time.perf_counter()
+        await connection.copy_records_to_table(
+            "events", schema_name="timeline_g999", records=rows, columns=COLUMNS
+        )
+        elapsed = time.perf_counter() - started
+        await connection.execute("DROP SCHEMA timeline_g999 CASCADE")
+        return len(rows) / elapsed
+    finally:
+        await connection.close()
+
+
+async def stored_rows(dsn: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        generation = await connection.fetchval("SELECT generation FROM timeline_active")
+        count: int = await connection.fetchval(f"SELECT count(*) FROM {generation}.events")
+        return count
+    finally:
+        await connection.close()
+
+
+async def projector_rate(
+    settings: TouchlineSettings, dsn: str, touches: list[AllowedTouch], logs: Path
+) -> float:
+    env = {
+        "TOUCHLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "TOUCHLINE_PG_DSN": dsn,
+        "TOUCHLINE_LOG_LEVEL": "WARNING",
+    }
+    projector = worker("services.timeline", "bench-timeline-projector", env, logs).start()
+    topic = settings.topic(CUSTOMER_ALLOWED)
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        records = [(touch.event.customer_id.encode(), encode(touch)) for touch in touches]
+        warm_up, measured = records[:100], records[100:]
+        await asyncio.gather(*await send_partitioned(producer, topic, warm_up))
+        while await stored_rows(dsn) < len(warm_up):
+            await asyncio.sleep(0.2)
+        started = time.perf_counter()
+        await asyncio.gather(*await send_partitioned(producer, topic, measured))
+        while await stored_rows(dsn) < len(records):
+            await asyncio.sleep(0.05)
+        return len(measured) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+        projector.stop()
+
+
+FILL = """
+INSERT INTO {g}.events (customer_id, occurred_at, event_id, type, channel, properties, received_at, source)
+SELECT 'cust-' || (n % $2), now() - make_interval(mins => (n / $2)::int), 'bench-' || n,
+       (ARRAY['page.viewed', 'email.opened', 'purchase', 'support.call'])[1 + n % 4],
+       (ARRAY['web', 'email', 'store', 'call_center', 'mobile'])[1 + n % 5],
+       jsonb_build_object('path', '/shoes', 'amount', n % 200), now(), 'bench'
+FROM generate_series($1::bigint, $1::bigint + 999999) AS n
+"""
+
+
+async def fill(dsn: str, rows: int) -> float:
+    """Seconds to store `rows` timeline rows over CUSTOMERS_FOR_READS customers, a million at a time."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        generation = await connection.fetchval("SELECT generation FROM timeline_active")
+        started = time.perf_counter()
+        for first in range(0, rows, 1_000_000):
+            await connection.execute(FILL.format(g=generation), first, CUSTOMERS_FOR_READS)
+        await connection.execute(f"ANALYZE {generation}.events")
+        return time.perf_counter() - started
+    finally:
+        await connection.close()
+
+
+async def read_latencies(dsn: str, logs: Path) -> list[float]:
+    port = free_port()
+    env = {
+        "TOUCHLINE_PG_DSN": dsn,
+        "TOUCHLINE_TIMELINE_PORT": str(port),
+        "TOUCHLINE_LOG_LEVEL": "WARNING",
+        "TOUCHLINE_API_KEYS": orjson.dumps({KEY: ["timeline:read"]}).decode(),
+    }
+    api = ServiceProcess("services.timeline", "api", env, logs / "bench-timeline-api.log").start()
+    try:
+        await api.wait_ready(f"http://127.0.0.1:{port}/readyz")
+        rng = random.Random(1)
+        latencies = []
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {KEY}"}
+        ) as client:
+            for number in range(READS + 200):
+                customer = f"cust-{rng.randrange(CUSTOMERS_FOR_READS)}"
+                started = time.perf_counter()
+                response = await client.get(f"/v1/customers/{customer}/timeline", params={"limit": 50})
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 200, response.text
+                assert len(response.json()["events"]) == 50
+                if number >= 200:  # the first requests warm connections and caches
+                    latencies.append(elapsed)
+        return latencies
+    finally:
+        api.stop()
+
+
+async def run(logs: Path) -> list[str]:
+    touches = allowed_touches()
+    async with bench_topics() as settings, bench_database() as dsn:
+        ceiling = await copy_ceiling(dsn, touches)
+        projector = await projector_rate(settings, dsn, touches, logs)
+    async with bench_database() as dsn:
+        fill_seconds = await fill(dsn, STORED_FOR_READS)
+        latencies = await read_latencies(dsn, logs)
+    p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+    return [
+        f"timeline projector: {EVENTS:,} demo events, 16 hash partitions, 2 indexes; synchronous_commit=on",
+        f"  PostgreSQL COPY of the same rows (ceiling)   {ceiling:>10,.0f} rows/s",
+        f"  projector, allowed stream -> committed rows  {projector:>10,.0f} events/s",
+        f"  ratio projector / COPY: {projector / ceiling:.2f}  (target >= 0.25)",
+        f"timeline reads: GET .../timeline?limit=50 through the API, {READS} random customers,",
+        f"  {STORED_FOR_READS:,} rows, {CUSTOMERS_FOR_READS:,} customers (filled in {fill_seconds:.0f} s)",
+        f"  p50 {p50:.1f} ms, p99 {p99:.1f} ms  (target p99 < 20 ms)",
+    ]
