@@ -4,7 +4,11 @@ from typing import TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
-from shared.events import AllowedRecord, CustomerLogRecord, TouchEventIn
+from shared.events import (
+    AllowedRecord,
+    CustomerLogRecord,
+    TouchEventIn,
+)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

@@ -3,10 +3,10 @@
 import asyncio
 
 from services.timeline.api import create_app
-from services.timeline.processor import create_processor
+from services.timeline.processor import run_projector
 from services.timeline.rebuild import rebuild
 from services.timeline.settings import get_settings
-from shared.service import run_command_line, run_worker, serve_api
+from shared.service import run_command_line, serve_api
 
 
 def main() -> None:
@@ -17,7 +17,7 @@ def main() -> None:
         settings,
         {
             "api": lambda: serve_api(create_app(settings), settings.timeline_host, settings.timeline_port),
-            "worker": lambda: run_worker(create_processor(settings), settings),
+            "worker": lambda: asyncio.run(run_projector(settings)),
             "rebuild": lambda: print(asyncio.run(rebuild(settings))),
         },
     )

@@ -6,17 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 import orjson
 
 from shared.events import AllowedTouch, EraseMarker, TouchEvent
-from shared.purposes import may_project, must_erase
+from shared.purposes import PROJECTION_PURPOSES
 
 PROJECTION = "timeline"
 
 
-@dataclass(frozen=True)
-class TimelineRow:
+class TimelineRow(NamedTuple):
+    """A stored event; a tuple, so it goes to COPY as it is."""
+
     customer_id: str
     occurred_at: datetime
     event_id: str
@@ -25,6 +27,52 @@ class TimelineRow:
     properties: str  # JSON text, as PostgreSQL's jsonb input wants it
     received_at: datetime
     source: str
+
+
+class Touch(NamedTuple):
+    row: TimelineRow
+    purposes: frozenset[str]
+
+
+class Erase(NamedTuple):
+    customer_id: str
+    purposes: frozenset[str]
+
+
+AllowedItem = Touch | Erase
+
+
+def item_of(record: AllowedTouch | EraseMarker) -> AllowedItem:
+    if isinstance(record, EraseMarker):
+        return Erase(record.customer_id, frozenset(record.purposes))
+    return Touch(row_of(record.event), frozenset(record.purposes))
+
+
+def parse_allowed(value: bytes) -> AllowedItem:
+    """An allowed-stream record straight into what the timeline stores, without building models.
+
+    Only the consent filter writes `customer.allowed`, from records validated when they entered the
+    platform. Validating again into pydantic models cost the projector more than its database write
+    (about 33 us a record); this reads the same JSON in a few. A property test holds it equal to the
+    validating decoder for every valid record; an unknown version is refused.
+    """
+    raw = orjson.loads(value)
+    if raw.get("schema_version") != 1:
+        raise ValueError(f"unsupported allowed-stream record version: {raw.get('schema_version')!r}")
+    if raw["kind"] == "erase":
+        return Erase(raw["customer_id"], frozenset(raw["purposes"]))
+    event = raw["event"]
+    row = TimelineRow(
+        event["customer_id"],
+        datetime.fromisoformat(event["occurred_at"]),
+        event["event_id"],
+        event["type"],
+        event["channel"],
+        orjson.dumps(event["properties"]).decode(),
+        datetime.fromisoformat(event["received_at"]),
+        event["source"],
+    )
+    return Touch(row, frozenset(raw["purposes"]))
 
 
 @dataclass
@@ -48,17 +96,18 @@ def row_of(event: TouchEvent) -> TimelineRow:
     )
 
 
-def plan_batch(records: Sequence[AllowedTouch | EraseMarker]) -> BatchPlan:
+def plan_batch(items: Sequence[AllowedItem]) -> BatchPlan:
     """Folds a batch in stream order: an erase marker cancels its customer's earlier rows in the batch
     and deletes what is stored; later touches of that customer are kept."""
+    needed = PROJECTION_PURPOSES[PROJECTION]
     plan = BatchPlan()
-    for record in records:
-        if isinstance(record, EraseMarker):
-            if must_erase(PROJECTION, record.purposes):
-                plan.erase.add(record.customer_id)
-                plan.rows = {key: row for key, row in plan.rows.items() if key[0] != record.customer_id}
-        elif may_project(PROJECTION, record.purposes):
-            plan.rows.setdefault((record.event.customer_id, record.event.event_id), row_of(record.event))
+    for item in items:
+        if isinstance(item, Erase):
+            if needed & item.purposes:
+                plan.erase.add(item.customer_id)
+                plan.rows = {key: row for key, row in plan.rows.items() if key[0] != item.customer_id}
+        elif needed <= item.purposes:
+            plan.rows.setdefault((item.row.customer_id, item.row.event_id), item.row)
     return plan
 
 

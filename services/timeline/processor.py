@@ -1,13 +1,22 @@
-"""The timeline projector: the allowed stream, in batches, into PostgreSQL."""
+"""The timeline projector: the allowed stream, in batches, into PostgreSQL.
 
+A plain aiokafka consumer rather than a Faust agent: measured on this project's benchmark, Faust's
+per-event machinery cost about 160 us an event, four times the whole database write, and held the
+projector at 4,000 events/s. Here each poll is one batch: decoded and planned while PostgreSQL
+still writes the previous batch, written in one transaction, and only then are its offsets committed.
+"""
+
+import asyncio
+import logging
 import time
+from collections.abc import Mapping
 from functools import partial
 
-import faust
-from faust.types import EventT, StreamT
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
 from prometheus_client import start_http_server
 
-from services.timeline.domain import plan_batch
+from services.timeline.domain import BatchPlan, Touch, parse_allowed, plan_batch
 from services.timeline.metrics import (
     BATCH_SECONDS,
     BATCH_SIZE,
@@ -19,53 +28,82 @@ from services.timeline.metrics import (
 from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.db import create_pool, until_committed
-from shared.events import AllowedRecord, AllowedTouch
-from shared.serialization import decode_allowed
-from shared.streams import create_stream_app, raw_topic
+from shared.kafka import create_consumer
 from shared.topics import CUSTOMER_ALLOWED
 
-
-def _observe(
-    app: faust.App, events: list[EventT[bytes]], records: list[AllowedRecord], committed_at: float
-) -> None:
-    for record in records:
-        if isinstance(record, AllowedTouch):
-            END_TO_END_SECONDS.observe(max(0.0, committed_at - record.event.received_at.timestamp()))
-    last = events[-1].message
-    highwater = app.consumer.highwater(last.tp)
-    if highwater is not None:
-        CONSUMER_LAG.labels(str(last.partition)).set(max(0, highwater - last.offset - 1))
+log = logging.getLogger(__name__)
+Offsets = Mapping[TopicPartition, int]
 
 
-def create_processor(settings: TimelineSettings) -> faust.App:
-    app = create_stream_app(settings, "timeline")
-    allowed = raw_topic(app, settings, CUSTOMER_ALLOWED)
+class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One batch in the database at a time, its offsets committed once it is."""
 
-    @app.agent(allowed)
-    async def project_timeline(stream: StreamT[bytes]) -> None:
-        pool = await create_pool(settings.pg_dsn.get_secret_value(), max_size=2)
-        store = TimelineStore(pool)
+    def __init__(self, consumer: AIOKafkaConsumer, store: TimelineStore) -> None:
+        self.consumer, self.store = consumer, store
+        self.writing: asyncio.Task[None] | None = None
+
+    async def write(self, plan: BatchPlan, offsets: Offsets, received: list[float]) -> None:
+        started = time.perf_counter()
+        stored = await until_committed(partial(self.store.apply_batch, plan), "timeline batch")
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        EVENTS_PROJECTED.inc(stored)
+        CUSTOMERS_ERASED.inc(len(plan.erase))
+        committed_at = time.time()
+        for moment in received:
+            END_TO_END_SECONDS.observe(max(0.0, committed_at - moment))
         try:
-            # take_events acks a batch only when the next one is requested, i.e. after apply_batch has
-            # committed: offsets never run ahead of the database.
-            take_events = stream.take_events  # type: ignore[attr-defined]  # missing from faust's StreamT
-            async for events in take_events(
-                settings.timeline_batch_max, within=settings.timeline_batch_seconds
-            ):
-                records = [decode_allowed(event.message.value or b"") for event in events]
-                plan = plan_batch(records)
-                started = time.perf_counter()
-                stored = await until_committed(partial(store.apply_batch, plan), "timeline batch")
-                BATCH_SECONDS.observe(time.perf_counter() - started)
-                BATCH_SIZE.observe(len(events))
-                EVENTS_PROJECTED.inc(stored)
-                CUSTOMERS_ERASED.inc(len(plan.erase))
-                _observe(app, events, records, time.time())
-        finally:
-            await pool.close()
+            await self.consumer.commit(dict(offsets))
+        except CommitFailedError:
+            # The partitions moved to another worker mid-batch: it replays them, and writes are idempotent.
+            log.warning("offsets not committed after a rebalance; the new owner replays them")
 
-    @app.task
-    async def expose_metrics() -> None:
-        start_http_server(settings.timeline_worker_metrics_port, addr=settings.timeline_host)
+    async def finish_writing(self) -> None:
+        if self.writing is not None:
+            await self.writing
+            self.writing = None
 
-    return app
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.finish_writing()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+    async def poll_once(self, batch_max: int) -> None:
+        polled = await self.consumer.getmany(timeout_ms=100, max_records=batch_max)
+        if not polled:
+            return
+        items = [parse_allowed(record.value) for batch in polled.values() for record in batch]
+        plan = plan_batch(items)  # while the previous batch is still being written
+        offsets = {tp: batch[-1].offset + 1 for tp, batch in polled.items()}
+        # One latency sample per partition and batch (its oldest record) keeps metrics off the per-event path.
+        firsts = [parse_allowed(batch[0].value) for batch in polled.values()]
+        received = [item.row.received_at.timestamp() for item in firsts if isinstance(item, Touch)]
+        BATCH_SIZE.observe(len(items))
+        await self.finish_writing()
+        self.writing = asyncio.create_task(self.write(plan, offsets, received))
+        for tp in polled:
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - offsets[tp]))
+
+
+async def run_projector(settings: TimelineSettings) -> None:
+    start_http_server(settings.timeline_worker_metrics_port, addr=settings.timeline_host)
+    pool = await create_pool(settings.pg_dsn.get_secret_value(), max_size=2)
+    consumer = create_consumer(
+        settings,
+        group_id=f"{settings.topic_prefix}touchline-timeline",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        session_timeout_ms=int(settings.stream_session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(settings.stream_session_timeout_seconds * 200),
+    )
+    projector = Projector(consumer, TimelineStore(pool))
+    consumer.subscribe([settings.topic(CUSTOMER_ALLOWED)], listener=projector)
+    await consumer.start()
+    try:
+        while True:
+            await projector.poll_once(settings.timeline_batch_max)
+    finally:
+        await projector.finish_writing()
+        await consumer.stop()
+        await pool.close()

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.timeline.domain import plan_batch
+from services.timeline.domain import parse_allowed, plan_batch
 from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.db import create_pool
 from shared.kafka import create_consumer
-from shared.serialization import decode_allowed
 from shared.topics import CUSTOMER_ALLOWED
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,9 @@ class Replay:
             batches = await self.consumer.getmany(
                 *self.partitions, timeout_ms=200, max_records=self.batch_max
             )
-            records = [decode_allowed(record.value) for batch in batches.values() for record in batch]
-            await self.store.apply_batch(plan_batch(records), self.generation)
-            self.records += len(records)
+            items = [parse_allowed(record.value) for batch in batches.values() for record in batch]
+            await self.store.apply_batch(plan_batch(items), self.generation)
+            self.records += len(items)
 
 
 async def rebuild(settings: TimelineSettings) -> str:

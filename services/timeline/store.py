@@ -7,7 +7,6 @@ apply_batch's transaction commits.
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import astuple
 
 import asyncpg
 
@@ -108,7 +107,7 @@ class TimelineStore:
             )
             await connection.copy_records_to_table(
                 "timeline_staging",
-                records=[astuple(row) for row in plan.rows.values()],
+                records=list(plan.rows.values()),
                 columns=_STAGING_COLUMNS,
             )
             stored: int = await connection.fetchval(_INSERT_AND_SUMMARISE.format(g=g))

@@ -4,7 +4,6 @@ import asyncio
 import os
 import random
 import time
-from dataclasses import astuple
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.ingest.domain import stamped_records
 from services.timeline.domain import row_of
@@ -42,7 +42,7 @@ def allowed_touches() -> list[AllowedTouch]:
 
 async def copy_ceiling(dsn: str, touches: list[AllowedTouch]) -> float:
     """Rows per second of a plain COPY of the same rows into an empty generation, indexes included."""
-    rows = [astuple(row_of(touch.event)) for touch in touches]
+    rows = [row_of(touch.event) for touch in touches]
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute("SELECT timeline_create_generation('timeline_g999')")
@@ -67,6 +67,22 @@ async def stored_rows(dsn: str) -> int:
         await connection.close()
 
 
+async def wait_until_committed(
+    settings: TouchlineSettings, group: str, ends: dict[TopicPartition, int]
+) -> None:
+    """Until the projector's group has committed every offset: it commits only after the database did.
+    Asking Kafka, not counting rows, keeps the wait off the database being measured."""
+    watcher = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await watcher.start()
+    try:
+        while [tp for tp, end in ends.items() if (await watcher.committed(tp) or 0) < end]:
+            await asyncio.sleep(0.05)
+    finally:
+        await watcher.stop()
+
+
 async def projector_rate(
     settings: TouchlineSettings, dsn: str, touches: list[AllowedTouch], logs: Path
 ) -> float:
@@ -76,23 +92,36 @@ async def projector_rate(
         "TOUCHLINE_LOG_LEVEL": "WARNING",
     }
     projector = worker("services.timeline", "bench-timeline-projector", env, logs).start()
-    topic = settings.topic(CUSTOMER_ALLOWED)
+    topic, group = settings.topic(CUSTOMER_ALLOWED), f"{settings.topic_prefix}touchline-timeline"
+    partitions = [TopicPartition(topic, number) for number in range(CUSTOMER_ALLOWED.partitions)]
     producer = create_producer(settings)
     await producer.start()
     try:
         records = [(touch.event.customer_id.encode(), encode(touch)) for touch in touches]
         warm_up, measured = records[:100], records[100:]
         await asyncio.gather(*await send_partitioned(producer, topic, warm_up))
-        while await stored_rows(dsn) < len(warm_up):
-            await asyncio.sleep(0.2)
+        await wait_until_committed(settings, group, await end_offsets(settings, partitions))
         started = time.perf_counter()
         await asyncio.gather(*await send_partitioned(producer, topic, measured))
-        while await stored_rows(dsn) < len(records):
-            await asyncio.sleep(0.05)
-        return len(measured) / (time.perf_counter() - started)
+        await wait_until_committed(settings, group, await end_offsets(settings, partitions))
+        elapsed = time.perf_counter() - started
+        assert await stored_rows(dsn) == len(records)
+        return len(measured) / elapsed
     finally:
         await producer.stop()
         projector.stop()
+
+
+async def end_offsets(
+    settings: TouchlineSettings, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return ends
+    finally:
+        await consumer.stop()
 
 
 FILL = """

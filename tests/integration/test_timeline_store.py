@@ -1,19 +1,25 @@
 """The timeline store against the real PostgreSQL: idempotence, erasure, ordering, paging, rebuild switch."""
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from pydantic import JsonValue
 
-from services.timeline.domain import Cursor, PageQuery, plan_batch
+from services.timeline.domain import BatchPlan, Cursor, PageQuery, item_of, plan_batch
 from services.timeline.store import TimelineStore
 from shared.db import create_pool
 from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def plan(records: Sequence[AllowedTouch | EraseMarker]) -> BatchPlan:
+    return plan_batch([item_of(record) for record in records])
+
+
 PROFILING = frozenset({Purpose.PROFILING})
 
 
@@ -68,9 +74,9 @@ async def test_replays_store_and_count_each_event_once(store: TimelineStore, uni
         touch(f"{unique}-3", customer, 20, "email.opened", "email"),
         touch(f"{unique}-4", customer, 30, "purchase", "web", {"amount": "not a number"}),
     ]
-    assert await store.apply_batch(plan_batch(batch)) == 4
-    assert await store.apply_batch(plan_batch(batch)) == 0
-    assert await store.apply_batch(plan_batch(batch[1:3])) == 0
+    assert await store.apply_batch(plan(batch)) == 4
+    assert await store.apply_batch(plan(batch)) == 0
+    assert await store.apply_batch(plan(batch[1:3])) == 0
     profile = await store.profile(customer)
     assert profile is not None
     assert (profile.event_count, profile.purchase_count, profile.purchase_amount) == (4, 3, Decimal("100.0"))
@@ -86,9 +92,9 @@ async def test_an_erase_marker_deletes_timeline_and_profile_in_the_batch_it_arri
     store: TimelineStore, unique: str
 ) -> None:
     customer, other = f"jo-{unique}", f"kim-{unique}"
-    await store.apply_batch(plan_batch([touch(f"{unique}-1", customer, 1), touch(f"{unique}-2", other, 1)]))
+    await store.apply_batch(plan([touch(f"{unique}-1", customer, 1), touch(f"{unique}-2", other, 1)]))
     marker = EraseMarker(customer_id=customer, purposes=PROFILING, change_id="x", at=START)
-    await store.apply_batch(plan_batch([marker, touch(f"{unique}-3", customer, 2)]))
+    await store.apply_batch(plan([marker, touch(f"{unique}-3", customer, 2)]))
     assert await all_pages(store, customer, 10) == [f"{unique}-3"]
     profile = await store.profile(customer)
     assert profile is not None
@@ -113,7 +119,7 @@ async def test_pages_are_newest_first_whatever_the_arrival_order_and_filters_com
             )
             for m in minutes[chunk : chunk + 10]
         ]
-        await store.apply_batch(plan_batch(batch))
+        await store.apply_batch(plan(batch))
     assert await all_pages(store, customer, 7) == [f"{unique}-{m:02d}" for m in range(39, -1, -1)]
     filtered = await all_pages(
         store,
@@ -131,7 +137,7 @@ async def test_paging_never_skips_or_repeats_while_events_keep_arriving(
     store: TimelineStore, unique: str
 ) -> None:
     customer = f"max-{unique}"
-    await store.apply_batch(plan_batch([touch(f"{unique}-old-{m}", customer, m * 10) for m in range(30)]))
+    await store.apply_batch(plan([touch(f"{unique}-old-{m}", customer, m * 10) for m in range(30)]))
     initial = {f"{unique}-old-{m}" for m in range(30)}
     seen, after, arrivals = [], None, 0
     while True:
@@ -144,7 +150,7 @@ async def test_paging_never_skips_or_repeats_while_events_keep_arriving(
         # with the very timestamp of the cursor.
         arrivals += 1
         await store.apply_batch(
-            plan_batch(
+            plan(
                 [
                     touch(f"{unique}-new-{arrivals}", customer, 10_000 + arrivals),
                     touch(f"{unique}-late-{arrivals}", customer, -arrivals),
@@ -165,13 +171,13 @@ async def test_a_rebuilt_generation_replaces_the_active_one_atomically(
     store: TimelineStore, unique: str
 ) -> None:
     customer = f"ned-{unique}"
-    await store.apply_batch(plan_batch([touch(f"{unique}-live", customer, 1)]))
+    await store.apply_batch(plan([touch(f"{unique}-live", customer, 1)]))
     generation = await store.create_generation()
-    await store.apply_batch(plan_batch([touch(f"{unique}-rebuilt", customer, 2)]), generation)
+    await store.apply_batch(plan([touch(f"{unique}-rebuilt", customer, 2)]), generation)
     assert await all_pages(store, customer, 10) == [f"{unique}-live"], "reads stay on the active generation"
 
     async def catch_up() -> None:
-        await store.apply_batch(plan_batch([touch(f"{unique}-caught-up", customer, 3)]), generation)
+        await store.apply_batch(plan([touch(f"{unique}-caught-up", customer, 3)]), generation)
 
     previous = await store.switch_to(generation, catch_up)
     assert await store.active_generation() == generation

@@ -17,7 +17,12 @@ from shared.events import (
     TouchEvent,
     TouchEventIn,
 )
-from shared.serialization import decode, decode_customer_log, encode, encode_stamped
+from shared.serialization import (
+    decode,
+    decode_customer_log,
+    encode,
+    encode_stamped,
+)
 
 GOOD: dict[str, Any] = {
     "event_id": "shop-order-1",

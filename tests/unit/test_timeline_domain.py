@@ -1,5 +1,6 @@
 """The timeline's pure rules: batch planning (checked against the shared consent model) and cursors."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -7,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.timeline.domain import BatchPlan, Cursor, plan_batch, split_values
+from services.timeline.domain import BatchPlan, Cursor, item_of, parse_allowed, plan_batch, split_values
 from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
+from shared.serialization import decode_allowed, encode
 from tests.consent_model import ProjectionModel
 
 AT = datetime(2026, 11, 22, tzinfo=UTC)
@@ -35,23 +37,27 @@ def erase(customer: str, purposes: frozenset[Purpose] = frozenset({PROFILING})) 
     return EraseMarker(customer_id=customer, purposes=purposes, change_id="c", at=AT)
 
 
+def plan(records: Sequence[AllowedTouch | EraseMarker]) -> BatchPlan:
+    return plan_batch([item_of(record) for record in records])
+
+
 def test_an_erase_marker_cancels_earlier_rows_of_its_customer_and_keeps_later_ones() -> None:
-    plan = plan_batch([touch("a1", "ann"), touch("b1", "ben"), erase("ann"), touch("a2", "ann")])
-    assert plan.erase == {"ann"}
-    assert sorted(plan.rows) == [("ann", "a2"), ("ben", "b1")]
+    planned = plan([touch("a1", "ann"), touch("b1", "ben"), erase("ann"), touch("a2", "ann")])
+    assert planned.erase == {"ann"}
+    assert sorted(planned.rows) == [("ann", "a2"), ("ben", "b1")]
 
 
 def test_only_touches_allowed_for_profiling_are_projected() -> None:
-    plan = plan_batch([touch("x", "ann", frozenset({MARKETING})), touch("y", "ann")])
-    assert list(plan.rows) == [("ann", "y")]
+    planned = plan([touch("x", "ann", frozenset({MARKETING})), touch("y", "ann")])
+    assert list(planned.rows) == [("ann", "y")]
 
 
 def test_a_marketing_withdrawal_does_not_touch_the_timeline() -> None:
-    assert plan_batch([touch("x", "ann"), erase("ann", frozenset({MARKETING}))]).erase == set()
+    assert plan([touch("x", "ann"), erase("ann", frozenset({MARKETING}))]).erase == set()
 
 
 def test_duplicates_within_a_batch_become_one_row() -> None:
-    assert len(plan_batch([touch("x", "ann"), touch("x", "ann")]).rows) == 1
+    assert len(plan([touch("x", "ann"), touch("x", "ann")]).rows) == 1
 
 
 def apply(stored: dict[str, set[str]], plan: BatchPlan) -> None:
@@ -87,7 +93,7 @@ def test_any_batching_of_a_stream_stores_what_the_reference_projection_holds(
     bounds = sorted({0, len(stream), *(cut for cut in cuts if cut <= len(stream))})
     stored: dict[str, set[str]] = {}
     for start, end in pairwise(bounds):
-        apply(stored, plan_batch(stream[start:end]))
+        apply(stored, plan(stream[start:end]))
     expected = ProjectionModel("timeline").apply_all(stream).holdings()
     assert {customer: ids for customer, ids in stored.items() if ids} == expected
 
@@ -107,3 +113,30 @@ def test_filter_values_may_be_comma_separated_or_repeated() -> None:
         "support.call",
     }
     assert split_values(None) == frozenset()
+
+
+@given(
+    occurred_at=st.datetimes(
+        min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+    properties=st.dictionaries(
+        st.text(max_size=10), st.none() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
+    ),
+    purposes=st.frozensets(st.sampled_from(list(Purpose)), min_size=1),
+    erase_it=st.booleans(),
+)
+def test_the_fast_reader_agrees_with_the_validating_decoder(
+    occurred_at: datetime,
+    properties: dict[str, str | int | None],
+    purposes: frozenset[Purpose],
+    erase_it: bool,
+) -> None:
+    event = touch("e", "ann").event.model_copy(update={"occurred_at": occurred_at, "properties": properties})
+    record = erase("ann", purposes) if erase_it else AllowedTouch(event=event, purposes=purposes)
+    wire = encode(record)
+    assert parse_allowed(wire) == item_of(decode_allowed(wire)) == item_of(record)
+
+
+def test_the_fast_reader_refuses_an_unknown_version() -> None:
+    with pytest.raises(ValueError, match="version"):
+        parse_allowed(b'{"schema_version": 2, "kind": "erase"}')
