@@ -1,6 +1,7 @@
 """What every Touchline HTTP API shares: one error shape, health endpoints and /metrics."""
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from http import HTTPStatus
 from typing import Any
 
@@ -10,10 +11,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.auth import principals
 from shared.errors import Problem, problems_from
 from shared.metrics import render_metrics
+from shared.settings import TouchlineSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 class ErrorBody(BaseModel):
@@ -87,3 +91,19 @@ def from_state(attribute: str) -> Callable[[Request], Any]:
         return getattr(request.app.state, attribute)
 
     return dependency
+
+
+def create_service_app(
+    settings: TouchlineSettings,
+    title: str,
+    description: str,
+    router: APIRouter,
+    lifespan: Lifespan,
+    readiness: ReadinessCheck,
+) -> FastAPI:
+    """A service's FastAPI app: the shared error shape, key table, health endpoints and /metrics."""
+    app = FastAPI(title=title, version="1", description=description, lifespan=lifespan)
+    app.state.settings, app.state.api_keys = settings, principals(settings.api_keys)
+    install_common(app, readiness)
+    app.include_router(router)
+    return app

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -139,6 +139,15 @@ WORKER_ENV = {
 def worker(module: str, name: str, env: dict[str, str], logs: Path) -> ServiceProcess:
     """A stream worker as `python -m MODULE worker`, with test-friendly ports and timeouts."""
     return ServiceProcess(module, "worker", env | WORKER_ENV, logs / f"{name}.log")
+
+
+def running(module: str, name: str, env: dict[str, str], logs: Path) -> Iterator[ServiceProcess]:
+    """A worker for the length of a fixture: started, yielded, stopped."""
+    process = worker(module, name, env, logs).start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 async def eventually(

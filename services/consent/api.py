@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict
 from services.consent.domain import RecordedChange, consent_change, current_consent, erasure_changes
 from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
-from shared.auth import Principal, principals, require_scope
+from shared.auth import Principal, require_scope
 from shared.db import create_pool
 from shared.events import ConsentChange, ConsentStatus, Purpose
-from shared.http import ErrorBody, error_response, from_state, install_common
+from shared.http import ErrorBody, create_service_app, error_response, from_state
 from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
 from shared.serialization import encode
 from shared.topics import CUSTOMER_LOG
@@ -217,19 +217,17 @@ def create_app(settings: ConsentSettings, publisher: RecordPublisher | None = No
             await publisher.close()
             await pool.close()
 
-    app = FastAPI(
-        title="Touchline consent",
-        version="1",
-        lifespan=lifespan,
-        description="Consent per customer and purpose (`profiling`, `marketing`), erasure, audit trail.",
-    )
-    app.state.settings, app.state.publisher = settings, publisher
-    app.state.api_keys = principals(settings.api_keys)
-
     async def ready() -> bool:
         store: ConsentStore = app.state.store
         return await publisher.ready() and await store.ready()
 
-    install_common(app, readiness=ready)
-    app.include_router(router)
+    app = create_service_app(
+        settings,
+        "Touchline consent",
+        "Consent per customer and purpose (`profiling`, `marketing`), erasure, audit trail.",
+        router,
+        lifespan,
+        ready,
+    )
+    app.state.publisher = publisher
     return app

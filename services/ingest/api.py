@@ -18,9 +18,9 @@ from services.ingest.metrics import (
     REQUEST_SECONDS,
 )
 from services.ingest.settings import IngestSettings
-from shared.auth import Principal, principals, require_scope
+from shared.auth import Principal, require_scope
 from shared.events import TouchEventIn
-from shared.http import ErrorBody, error_response, from_state, install_common
+from shared.http import ErrorBody, create_service_app, error_response, from_state
 from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
 from shared.topics import CUSTOMER_LOG
 
@@ -163,14 +163,13 @@ def create_app(settings: IngestSettings, publisher: RecordPublisher | None = Non
         yield
         await publisher.close()
 
-    app = FastAPI(
-        title="Touchline ingest",
-        version="1",
-        description="Channel systems publish customer touches. Authenticate: `Authorization: Bearer <key>`.",
-        lifespan=lifespan,
+    app = create_service_app(
+        settings,
+        "Touchline ingest",
+        "Channel systems publish customer touches. Authenticate: `Authorization: Bearer <key>`.",
+        router,
+        lifespan,
+        publisher.ready,
     )
-    app.state.settings, app.state.publisher = settings, publisher
-    app.state.api_keys = principals(settings.api_keys)
-    install_common(app, readiness=publisher.ready)
-    app.include_router(router)
+    app.state.publisher = publisher
     return app

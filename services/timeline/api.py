@@ -17,11 +17,11 @@ from services.timeline.domain import Cursor, PageQuery, TimelineRow, split_value
 from services.timeline.metrics import READ_SECONDS
 from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
-from shared.auth import Principal, principals, require_scope
+from shared.auth import Principal, require_scope
 from shared.db import create_pool
 from shared.errors import Problem
 from shared.events import ConsentStatus, Purpose
-from shared.http import ErrorBody, error_response, from_state, install_common
+from shared.http import ErrorBody, create_service_app, error_response, from_state
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Reader = Annotated[Principal, Depends(require_scope("timeline:read"))]
@@ -147,18 +147,16 @@ def create_app(settings: TimelineSettings) -> FastAPI:
         finally:
             await pool.close()
 
-    app = FastAPI(
-        title="Touchline timeline",
-        version="1",
-        lifespan=lifespan,
-        description="Each customer's history and 360-degree profile, for front-office apps.",
-    )
-    app.state.settings, app.state.api_keys = settings, principals(settings.api_keys)
-
     async def ready() -> bool:
         store: TimelineStore = app.state.store
         return await store.ready()
 
-    install_common(app, readiness=ready)
-    app.include_router(router)
+    app = create_service_app(
+        settings,
+        "Touchline timeline",
+        "Each customer's history and 360-degree profile, for front-office apps.",
+        router,
+        lifespan,
+        ready,
+    )
     return app

@@ -3,15 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ServiceProcess, worker
+from tests.helpers import ServiceProcess, running
 
 
 @pytest.fixture(scope="session")
 def ingest_worker(kafka: object, test_env: dict[str, str], logs: Path) -> Iterator[ServiceProcess]:
     """The Kafka-native ingest worker, started as `python -m services.ingest worker`."""
-    process = worker("services.ingest", "ingest-worker", test_env, logs).start()
-    yield process
-    process.stop()
+    yield from running("services.ingest", "ingest-worker", test_env, logs)
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +17,7 @@ def consent_filter(
     kafka: object, database: str, test_env: dict[str, str], logs: Path
 ) -> Iterator[ServiceProcess]:
     """The consent filter, started as `python -m services.consent worker`."""
-    process = worker("services.consent", "consent-filter", test_env, logs).start()
-    yield process
-    process.stop()
+    yield from running("services.consent", "consent-filter", test_env, logs)
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +25,4 @@ def timeline_projector(
     kafka: object, database: str, test_env: dict[str, str], logs: Path
 ) -> Iterator[ServiceProcess]:
     """The timeline projector, started as `python -m services.timeline worker`."""
-    process = worker("services.timeline", "timeline-projector", test_env, logs).start()
-    yield process
-    process.stop()
+    yield from running("services.timeline", "timeline-projector", test_env, logs)
