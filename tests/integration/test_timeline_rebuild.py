@@ -1,0 +1,68 @@
+"""`python -m services.timeline rebuild`: the allowed stream replayed into a new generation, then active."""
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from services.timeline.rebuild import rebuild
+from services.timeline.settings import TimelineSettings
+from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
+from shared.serialization import encode
+from shared.settings import TouchlineSettings
+from shared.topics import CUSTOMER_ALLOWED
+from tests.consent_model import ProjectionModel
+from tests.helpers import produce
+
+AT = datetime(2026, 8, 1, tzinfo=UTC)
+PROFILING = frozenset({Purpose.PROFILING})
+
+
+def touch(event_id: str, customer: str, minutes: int) -> AllowedTouch:
+    event = TouchEvent(
+        event_id=event_id,
+        customer_id=customer,
+        type="purchase",
+        channel="store",
+        occurred_at=AT + timedelta(minutes=minutes),
+        received_at=AT,
+        source="t",
+    )
+    return AllowedTouch(event=event, purposes=PROFILING)
+
+
+async def test_rebuild_replays_the_allowed_stream_into_a_new_active_generation(
+    kafka: TouchlineSettings, database: str, unique: str
+) -> None:
+    kept, erased = f"una-{unique}", f"val-{unique}"
+    stream: list[AllowedTouch | EraseMarker] = [
+        touch(f"{unique}-1", kept, 1),
+        touch(f"{unique}-2", erased, 2),
+        touch(f"{unique}-1", kept, 1),
+        EraseMarker(customer_id=erased, purposes=PROFILING, change_id="x", at=AT),
+        touch(f"{unique}-3", kept, 3),
+    ]
+    records: list[tuple[bytes | None, bytes | None]] = [
+        ((r.event.customer_id if isinstance(r, AllowedTouch) else r.customer_id).encode(), encode(r))
+        for r in stream
+    ]
+    await produce(kafka.kafka_bootstrap, kafka.topic(CUSTOMER_ALLOWED), records)
+    connection = await asyncpg.connect(database)
+    try:
+        before = await connection.fetchval("SELECT generation FROM timeline_active")
+        summary = await rebuild(TimelineSettings())
+        after = await connection.fetchval("SELECT generation FROM timeline_active")
+        rows = await connection.fetch(
+            f"SELECT customer_id, event_id FROM {after}.events WHERE customer_id = ANY($1)", [kept, erased]
+        )
+        old_still_there = await connection.fetchval(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = $1", before
+        )
+    finally:
+        await connection.close()
+    assert after != before
+    assert after in summary
+    assert old_still_there == 0
+    held: dict[str, set[str]] = {}
+    for row in rows:
+        held.setdefault(row["customer_id"], set()).add(row["event_id"])
+    assert held == ProjectionModel("timeline").apply_all(stream).holdings()
