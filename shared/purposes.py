@@ -1,6 +1,7 @@
 """Which consent purposes each projection needs: the one place to add a purpose or a projection."""
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 
 from shared.events import ConsentStatus, Purpose
 
@@ -18,11 +19,11 @@ DEFAULT_CONSENT: Mapping[Purpose, ConsentStatus] = {
 }
 
 
-def may_project(projection: str, allowed: frozenset[Purpose]) -> bool:
+def may_project(projection: str, allowed: AbstractSet[str]) -> bool:
     """A projection may use a touch only when consent allows every purpose the projection needs."""
-    return PROJECTION_PURPOSES[projection] <= allowed
+    return all(purpose in allowed for purpose in PROJECTION_PURPOSES[projection])
 
 
-def must_erase(projection: str, revoked: frozenset[Purpose]) -> bool:
+def must_erase(projection: str, revoked: AbstractSet[str]) -> bool:
     """A projection deletes a customer when any purpose it needs was withdrawn."""
-    return bool(PROJECTION_PURPOSES[projection] & revoked)
+    return any(purpose in revoked for purpose in PROJECTION_PURPOSES[projection])

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import orjson
 
 from shared.events import AllowedTouch, EraseMarker, TouchEvent
-from shared.purposes import PROJECTION_PURPOSES
+from shared.purposes import may_project, must_erase
 
 PROJECTION = "timeline"
 
@@ -99,14 +99,13 @@ def row_of(event: TouchEvent) -> TimelineRow:
 def plan_batch(items: Sequence[AllowedItem]) -> BatchPlan:
     """Folds a batch in stream order: an erase marker cancels its customer's earlier rows in the batch
     and deletes what is stored; later touches of that customer are kept."""
-    needed = PROJECTION_PURPOSES[PROJECTION]
     plan = BatchPlan()
     for item in items:
         if isinstance(item, Erase):
-            if needed & item.purposes:
+            if must_erase(PROJECTION, item.purposes):
                 plan.erase.add(item.customer_id)
                 plan.rows = {key: row for key, row in plan.rows.items() if key[0] != item.customer_id}
-        elif needed <= item.purposes:
+        elif may_project(PROJECTION, item.purposes):
             plan.rows.setdefault((item.row.customer_id, item.row.event_id), item.row)
     return plan
 
