@@ -93,14 +93,17 @@ async def wait_until_committed(
         await watcher.stop()
 
 
-async def projector_rate(settings: TouchlineSettings, dsn: str, logs: Path) -> Rate:
+async def projector_rate(settings: TouchlineSettings, dsn: str, logs: Path, workers: int = 1) -> Rate:
     """From the first record of a round produced until the projector committed the last one."""
     env = {
         "TOUCHLINE_TOPIC_PREFIX": settings.topic_prefix,
         "TOUCHLINE_PG_DSN": dsn,
         "TOUCHLINE_LOG_LEVEL": "WARNING",
     }
-    projector = worker("services.timeline", "bench-timeline-projector", env, logs).start()
+    projectors = [
+        worker("services.timeline", f"bench-timeline-projector-{n}", env, logs).start()
+        for n in range(workers)
+    ]
     topic, group = settings.topic(CUSTOMER_ALLOWED), f"{settings.topic_prefix}touchline-timeline"
     partitions = [TopicPartition(topic, number) for number in range(CUSTOMER_ALLOWED.partitions)]
     rounds = {
@@ -122,12 +125,14 @@ async def projector_rate(settings: TouchlineSettings, dsn: str, logs: Path) -> R
         ]
         await asyncio.gather(*await send_partitioned(producer, topic, warm_up))
         await wait_until_committed(settings, group, await end_offsets(settings, partitions))
-        rate = await measure("projector, allowed stream -> committed rows", ROUNDS_PROJECTOR, EVENTS, once)
+        name = f"projector ({workers} process{'es' if workers > 1 else ''}), allowed stream -> rows"
+        rate = await measure(name, ROUNDS_PROJECTOR, EVENTS, once)
         assert await stored_rows(dsn) == len(warm_up) + ROUNDS_PROJECTOR * EVENTS
         return rate
     finally:
         await producer.stop()
-        projector.stop()
+        for projector in projectors:
+            projector.stop()
 
 
 async def end_offsets(
@@ -200,6 +205,9 @@ async def run(logs: Path) -> list[str]:
     async with bench_topics() as settings, bench_database() as dsn:
         ceiling = await copy_ceiling(dsn, allowed_touches())
         projector = await projector_rate(settings, dsn, logs)
+    # Scaling out: the 12 partitions shared by two projector processes, each a fresh database and topics.
+    async with bench_topics() as settings, bench_database() as dsn:
+        two = await projector_rate(settings, dsn, logs, workers=2)
     async with bench_database() as dsn:
         fill_seconds = await fill(dsn, STORED_FOR_READS)
         latencies = await read_latencies(dsn, logs)
@@ -210,6 +218,8 @@ async def run(logs: Path) -> list[str]:
         ceiling.line("rows/s"),
         projector.line(),
         f"  ratio projector / COPY (medians): {projector.median / ceiling.median:.2f}  (target >= 0.25)",
+        two.line(),
+        f"  ratio two projectors / COPY (medians): {two.median / ceiling.median:.2f}",
         f"timeline reads: GET .../timeline?limit=50 through the API, {READS} random customers,",
         f"  {STORED_FOR_READS:,} rows, {CUSTOMERS_FOR_READS:,} customers (filled in {fill_seconds:.0f} s)",
         f"  p50 {p50:.1f} ms, p99 {p99:.1f} ms  (target p99 < 20 ms)",
