@@ -59,9 +59,9 @@ infra_start() {
 }
 
 processes() {  # the lines of deploy/processes.txt, with ${VARS} expanded, comments dropped
-  local name module command url
-  while read -r name module command url; do
+  local name module command url settings
+  while read -r name module command url settings; do
     [[ -z "$name" || "$name" == \#* ]] && continue
-    printf '%s %s %s %s\n' "$name" "$module" "$command" "$(eval "echo \"$url\"")"
+    printf '%s %s %s %s %s\n' "$name" "$module" "$command" "$(eval "echo \"$url\"")" "$settings"
   done <"$TOUCHLINE_ROOT/deploy/processes.txt"
 }

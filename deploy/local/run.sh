@@ -20,14 +20,16 @@ api_keys() {
   fi
 }
 
-start_process() {  # start_process NAME MODULE COMMAND READY_URL
+start_process() {  # start_process NAME MODULE COMMAND READY_URL [VAR=value ...]
   local name=$1 module=$2 command=$3 url=$4 pidfile="$SERVICES_DIR/$1.pid"
+  local settings=("${@:5}")
   if pid_alive "$pidfile"; then
     log "$name already running (pid $(cat "$pidfile"))"
   else
     log "starting $name"
     # exec: the pid file holds the service itself, and no wrapper shell keeps our stdout open.
-    (cd "$TOUCHLINE_ROOT" && exec setsid "$PYTHON" -m "$module" "$command") >>"$SERVICES_DIR/$name.log" 2>&1 </dev/null &
+    (cd "$TOUCHLINE_ROOT" && exec env "${settings[@]}" setsid "$PYTHON" -m "$module" "$command") \
+      >>"$SERVICES_DIR/$name.log" 2>&1 </dev/null &
     echo $! >"$pidfile"
   fi
   [[ "$url" == "-" ]] && return 0
@@ -57,8 +59,9 @@ main() {
   TOUCHLINE_API_KEYS="$(api_keys)"
   export TOUCHLINE_API_KEYS
   (cd "$TOUCHLINE_ROOT" && "$PYTHON" -m shared migrate && "$PYTHON" -m shared topics)
-  while read -r name module command url; do
-    start_process "$name" "$module" "$command" "$url"
+  while read -r name module command url settings; do
+    # shellcheck disable=SC2086  # the settings column is a space-separated list of VAR=value words
+    start_process "$name" "$module" "$command" "$url" $settings
   done < <(processes)
   load_demo_once
   cat <<TXT
