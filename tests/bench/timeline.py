@@ -113,7 +113,6 @@ async def projector_rate(settings: TouchlineSettings, dsn: str, logs: Path, work
         for number in range(ROUNDS_PROJECTOR)
     }
     producer = create_producer(settings)
-    await producer.start()
 
     async def backlog_round(round_number: int) -> float:
         """Rate of catching up on a round's backlog, written while the projectors were frozen: producing
@@ -129,6 +128,7 @@ async def projector_rate(settings: TouchlineSettings, dsn: str, logs: Path, work
         return EVENTS / (time.perf_counter() - started)
 
     try:
+        await producer.start()
         warm_up = [
             (touch.event.customer_id.encode(), encode(touch)) for touch in allowed_touches(seed=99)[:100]
         ]
