@@ -3,9 +3,9 @@
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request, status
+from fastapi import APIRouter, FastAPI, Path, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -16,6 +16,8 @@ from shared.errors import Problem, problems_from
 from shared.metrics import render_metrics
 from shared.settings import TouchlineSettings
 
+# Every customer-scoped route takes the same path parameter, validated as the wire contract's identifier.
+CustomerIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -35,6 +37,13 @@ def error_response(
 ) -> JSONResponse:
     body = ErrorBody(error=error, message=message, problems=list(problems))
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code, headers=headers)
+
+
+def invalid_parameter(field: str, reason: str) -> JSONResponse:
+    """The 422 for a parameter the route checks itself (a cursor, say), shaped like pydantic's."""
+    return error_response(
+        422, "invalid_request", "the request is invalid", [Problem(field=field, reason=reason)]
+    )
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:

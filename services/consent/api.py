@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, status
+from fastapi import APIRouter, Depends, FastAPI, Query, status
 from pydantic import BaseModel, ConfigDict
 
 from services.consent.domain import RecordedChange, consent_change, current_consent, erasure_changes
@@ -16,12 +16,18 @@ from services.consent.store import ConsentStore
 from shared.auth import Principal, require_scope
 from shared.db import create_pool
 from shared.events import ConsentChange, ConsentStatus, Purpose
-from shared.http import ErrorBody, create_service_app, error_response, from_state
+from shared.http import (
+    CustomerIdPath,
+    ErrorBody,
+    create_service_app,
+    error_response,
+    from_state,
+    invalid_parameter,
+)
 from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
 from shared.serialization import encode
 from shared.topics import CUSTOMER_LOG
 
-CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Writer = Annotated[Principal, Depends(require_scope("consent:write"))]
 Reader = Annotated[Principal, Depends(require_scope("consent:read"))]
 Settings = Annotated[ConsentSettings, Depends(from_state("settings"))]
@@ -110,7 +116,7 @@ async def _publish(
     responses=ERRORS | UNAVAILABLE,
 )
 async def change_consent(
-    customer_id: CustomerId,
+    customer_id: CustomerIdPath,
     purpose: Purpose,
     update: ConsentUpdate,
     principal: Writer,
@@ -124,7 +130,7 @@ async def change_consent(
 
 
 @router.get("/consent", response_model=CustomerConsent, response_model_exclude_none=True, responses=ERRORS)
-async def read_consent(customer_id: CustomerId, _: Reader, settings: Settings, store: Store) -> Any:
+async def read_consent(customer_id: CustomerIdPath, _: Reader, settings: Settings, store: Store) -> Any:
     """Every purpose's current status, and whether it is the default or an explicit change (when, by whom)."""
     current = current_consent(await store.latest_per_purpose(customer_id), settings.default_consent())
     purposes = {
@@ -146,34 +152,27 @@ async def read_consent(customer_id: CustomerId, _: Reader, settings: Settings, s
     return CustomerConsent(customer_id=customer_id, purposes=purposes)
 
 
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
+def _offset_before(cursor: str) -> int:
+    """The log offset a history cursor points below; ValueError for anything this API did not hand out."""
     try:
         return int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("before:"))
     except (ValueError, binascii.Error):
-        return -1
+        raise ValueError("is not a cursor this API returned") from None
 
 
 @router.get("/consent/history", response_model=HistoryPage, responses=ERRORS)
 async def consent_history(
-    customer_id: CustomerId,
+    customer_id: CustomerIdPath,
     _: Reader,
     store: Store,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> Any:
     """The audit trail, newest first, including erasures."""
-    before = _decode_cursor(cursor)
-    if before == -1:
-        return error_response(
-            422,
-            "invalid_request",
-            "the request is invalid",
-            [
-                {"field": "cursor", "reason": "is not a cursor this API returned"}  # type: ignore[list-item]
-            ],
-        )
+    try:
+        before = _offset_before(cursor) if cursor else None
+    except ValueError as error:
+        return invalid_parameter("cursor", str(error))
     changes = await store.history(customer_id, limit + 1, before)
     next_cursor = (
         base64.urlsafe_b64encode(f"before:{changes[limit - 1].log_offset}".encode()).decode()
@@ -190,7 +189,7 @@ async def consent_history(
     responses=ERRORS | UNAVAILABLE,
 )
 async def erase_customer(
-    customer_id: CustomerId, principal: Writer, settings: Settings, publisher: Publisher
+    customer_id: CustomerIdPath, principal: Writer, settings: Settings, publisher: Publisher
 ) -> Any:
     """The right to be forgotten: every purpose is denied and every projection deletes the customer.
     The audit trail keeps that, and when, the erasure happened."""

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Query
 from pydantic import AwareDatetime, BaseModel, JsonValue
 
 from services.consent.domain import current_consent
@@ -19,11 +19,16 @@ from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.auth import Principal, require_scope
 from shared.db import create_pool
-from shared.errors import Problem
 from shared.events import ConsentStatus, Purpose
-from shared.http import ErrorBody, create_service_app, error_response, from_state
+from shared.http import (
+    CustomerIdPath,
+    ErrorBody,
+    create_service_app,
+    error_response,
+    from_state,
+    invalid_parameter,
+)
 
-CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Reader = Annotated[Principal, Depends(require_scope("timeline:read"))]
 Settings = Annotated[TimelineSettings, Depends(from_state("settings"))]
 Store = Annotated[TimelineStore, Depends(from_state("store"))]
@@ -80,7 +85,7 @@ def _unknown(customer_id: str) -> Any:
 
 @router.get("/timeline", response_model=TimelinePage, responses=ERRORS)
 async def read_timeline(
-    customer_id: CustomerId,
+    customer_id: CustomerIdPath,
     _: Reader,
     store: Store,
     limit: Annotated[int, Query(ge=1, le=500, description="Events per page.")] = 50,
@@ -98,9 +103,7 @@ async def read_timeline(
     try:
         after = Cursor.decode(cursor) if cursor else None
     except ValueError as error:
-        return error_response(
-            422, "invalid_request", "the request is invalid", [Problem(field="cursor", reason=str(error))]
-        )
+        return invalid_parameter("cursor", str(error))
     query = PageQuery(
         customer_id, limit + 1, after, split_values(types), split_values(channels), since, until
     )
@@ -115,7 +118,7 @@ async def read_timeline(
 
 @router.get("/profile", response_model=Profile, responses=ERRORS)
 async def read_profile(
-    customer_id: CustomerId, _: Reader, store: Store, consents: Consents, settings: Settings
+    customer_id: CustomerIdPath, _: Reader, store: Store, consents: Consents, settings: Settings
 ) -> Any:
     """The 360-degree summary: first and last seen, totals by channel and type, purchases, consent."""
     started = time.perf_counter()

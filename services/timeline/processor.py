@@ -72,12 +72,14 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
         polled = await self.consumer.getmany(timeout_ms=100, max_records=batch_max)
         if not polled:
             return
-        items = [parse_allowed(record.value) for batch in polled.values() for record in batch]
+        per_partition = [[parse_allowed(record.value) for record in batch] for batch in polled.values()]
+        items = [item for batch in per_partition for item in batch]
         plan = plan_batch(items)  # while the previous batch is still being written
         offsets = {tp: batch[-1].offset + 1 for tp, batch in polled.items()}
         # One latency sample per partition and batch (its oldest record) keeps metrics off the per-event path.
-        firsts = [parse_allowed(batch[0].value) for batch in polled.values()]
-        received = [item.row.received_at.timestamp() for item in firsts if isinstance(item, Touch)]
+        received = [
+            batch[0].row.received_at.timestamp() for batch in per_partition if isinstance(batch[0], Touch)
+        ]
         BATCH_SIZE.observe(len(items))
         await self.finish_writing()
         self.writing = asyncio.create_task(self.write(plan, offsets, received))
