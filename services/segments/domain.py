@@ -1,0 +1,186 @@
+"""Segment membership decisions: a customer's state in, their new state and membership changes out.
+
+Every path (a touch, a timer, a definition change, a consent revocation) first *settles* the customer:
+it walks the boundaries passed since their last evaluation, so a window that slid past while nothing
+happened still yields its exit at the exact moment, then catches up with definitions changed since.
+"""
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+from services.segments.evaluation import Definitions, Point, Segment, holds, next_boundary
+from shared.events import MembershipReason, MembershipTransition
+
+
+@dataclass(frozen=True)
+class CustomerState:
+    customer_id: str
+    points: tuple[Point, ...]
+    members: Mapping[str, int]  # segment id -> the version in force when last evaluated
+    evaluated_at: int
+    revision: int  # the definitions revision they were last evaluated against
+
+
+class Change(NamedTuple):
+    segment_id: str
+    version: int
+    customer_id: str
+    transition: MembershipTransition
+    at: int
+    reason: MembershipReason
+
+    @property
+    def change_id(self) -> str:
+        """The same change always gets the same id, so consumers can drop a redelivered copy."""
+        fields = (self.segment_id, self.version, self.customer_id, self.transition, self.at, self.reason)
+        parts = "|".join(map(str, fields))
+        return hashlib.sha256(parts.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: CustomerState | None  # None: forget the customer
+    changes: list[Change] = field(default_factory=list)
+    evaluations: int = 0
+
+
+Step = Callable[[CustomerState], Outcome]
+
+
+def chain(state: CustomerState, *steps: Step) -> Outcome:
+    """Runs each step on the state the previous one left, gathering their changes."""
+    changes, evaluations, current = [], 0, state
+    for step in steps:
+        outcome = step(current)
+        changes += outcome.changes
+        evaluations += outcome.evaluations
+        if outcome.state is None:
+            return Outcome(None, changes, evaluations)
+        current = outcome.state
+    return Outcome(current, changes, evaluations)
+
+
+def reconcile(segments: Sequence[Segment], at: int, reason: MembershipReason) -> Step:
+    """Evaluates `segments` at `at` and records who entered and who left."""
+
+    def step(state: CustomerState) -> Outcome:
+        members, changes = dict(state.members), []
+        for segment in segments:
+            is_member = not segment.deleted and holds(segment.rule, state.points, at)
+            was_member = segment.segment_id in members
+            if is_member:
+                members[segment.segment_id] = segment.version
+            else:
+                members.pop(segment.segment_id, None)
+            if is_member != was_member:
+                transition = MembershipTransition.ENTERED if is_member else MembershipTransition.EXITED
+                changes.append(
+                    Change(segment.segment_id, segment.version, state.customer_id, transition, at, reason)
+                )
+        evaluated_at = max(at, state.evaluated_at)
+        return Outcome(replace(state, members=members, evaluated_at=evaluated_at), changes, len(segments))
+
+    return step
+
+
+def _pass_boundaries(definitions: Definitions, now: int) -> Step:
+    def step(state: CustomerState) -> Outcome:
+        # Segments changed since the customer's last evaluation are judged at `now` only, by the new rule.
+        known = [s for s in definitions.live() if s.changed_revision <= state.revision]
+        windows, steps = definitions.windows(), []
+        moment = state.evaluated_at
+        while (boundary := next_boundary(state.points, windows, moment)) is not None and boundary <= now:
+            steps.append(reconcile(known, boundary, MembershipReason.WINDOW_EXPIRED))
+            moment = boundary
+        return chain(state, *steps)
+
+    return step
+
+
+def _catch_up_definitions(definitions: Definitions, now: int) -> Step:
+    def step(state: CustomerState) -> Outcome:
+        changed = definitions.changed_since(state.revision)
+        edited = [s for s in changed if not s.deleted]
+        deleted = [s for s in changed if s.deleted]
+        caught_up = replace(state, revision=definitions.revision)
+        return chain(
+            caught_up,
+            reconcile(edited, now, MembershipReason.DEFINITION_CHANGED),
+            reconcile(deleted, now, MembershipReason.SEGMENT_DELETED),
+        )
+
+    return step
+
+
+def settle(state: CustomerState, definitions: Definitions, now: int) -> Outcome:
+    """Brings a customer to `now`: boundaries passed since their last evaluation, then new definitions.
+
+    This is the timer's step and the backfill's step; a touch and an erasure settle first too.
+    """
+    return chain(
+        state,
+        _pass_boundaries(definitions, now),
+        _catch_up_definitions(definitions, now),
+        lambda settled: Outcome(replace(settled, evaluated_at=max(settled.evaluated_at, now))),
+    )
+
+
+def on_touch(
+    state: CustomerState | None,
+    definitions: Definitions,
+    touch: Point,
+    customer_id: str,
+    now: int,
+    horizon: int,
+) -> Outcome:
+    """A touch allowed for segments: stored in the digest, and the segments reading its type evaluated."""
+    if state is None:
+        fresh = CustomerState(customer_id, (), {}, now, definitions.revision)
+        return chain(
+            fresh, _remember(touch, now, horizon), reconcile(definitions.live(), now, MembershipReason.EVENT)
+        )
+    return chain(
+        state,
+        lambda current: settle(current, definitions, now),
+        _remember(touch, now, horizon),
+        reconcile(definitions.affected_by(touch.type), now, MembershipReason.EVENT),
+    )
+
+
+def _remember(touch: Point, now: int, horizon: int) -> Step:
+    def step(state: CustomerState) -> Outcome:
+        oldest = now - horizon
+        kept = tuple(point for point in state.points if point.at > oldest)
+        is_new = touch.at > oldest and all(point.key != touch.key for point in kept)
+        return Outcome(replace(state, points=(*kept, touch) if is_new else kept))
+
+    return step
+
+
+def on_revocation(state: CustomerState | None, definitions: Definitions, now: int) -> Outcome:
+    """Consent for profiling or marketing withdrawn: the customer leaves every segment and is forgotten."""
+    if state is None:
+        return Outcome(None)
+
+    def leave_all(settled: CustomerState) -> Outcome:
+        changes = [
+            Change(
+                segment_id,
+                version,
+                settled.customer_id,
+                MembershipTransition.EXITED,
+                now,
+                MembershipReason.CONSENT_REVOKED,
+            )
+            for segment_id, version in sorted(settled.members.items())
+        ]
+        return Outcome(None, changes)
+
+    return chain(state, lambda current: settle(current, definitions, now), leave_all)
+
+
+def next_change_at(state: CustomerState, definitions: Definitions) -> int | None:
+    """When the timer must wake this customer: their next boundary."""
+    return next_boundary(state.points, definitions.windows(), state.evaluated_at)

@@ -1,0 +1,209 @@
+"""Rules over a customer's digest, evaluated at a given time: pure, and shared by every evaluation path.
+
+A digest is a customer's recent touches reduced to what rules can reference (time, type, channel and the
+referenced properties). A rule's truth can only change when a touch arrives, its definition changes, or
+time reaches a *boundary*: a touch's time, or that time plus one of the rules' window lengths. Windows
+are (now - length, now]. Times are integer microseconds since the epoch, so evaluating incrementally and
+from scratch agree exactly.
+"""
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from shared.rules import (
+    AllRule,
+    AnyRule,
+    CountRule,
+    EventFilter,
+    LastRule,
+    MaxRule,
+    MeasureFilter,
+    MinRule,
+    NotRule,
+    Rule,
+    Scalar,
+    SegmentDefinition,
+    SumRule,
+    duration_seconds,
+)
+
+MICROS = 1_000_000
+MAX_RULE_DEPTH = 8
+
+
+class Point(NamedTuple):
+    """One touch in a digest."""
+
+    at: int
+    key: int  # a fingerprint of event_id: a resent touch is kept once
+    type: str
+    channel: str
+    values: Mapping[str, Scalar]
+
+
+def fingerprint(event_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=7).digest())
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A definition as the evaluator uses it."""
+
+    segment_id: str
+    version: int
+    rule: Rule
+    deleted: bool
+    changed_revision: int  # the definitions revision that brought this version
+    types: frozenset[str] | None  # the event types it reads; None when a filter matches every type
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """Every segment as of `revision`: the count of definition records applied, in topic order."""
+
+    revision: int = 0
+    segments: Mapping[str, Segment] = field(default_factory=dict)
+
+    def live(self) -> list[Segment]:
+        return [segment for segment in self.segments.values() if not segment.deleted]
+
+    def affected_by(self, event_type: str) -> list[Segment]:
+        return [s for s in self.live() if s.types is None or event_type in s.types]
+
+    def changed_since(self, revision: int) -> list[Segment]:
+        return [s for s in self.segments.values() if s.changed_revision > revision]
+
+    def windows(self) -> frozenset[int]:
+        return frozenset(w for segment in self.live() for w in windows_of(segment.rule))
+
+    def properties(self) -> frozenset[str]:
+        return frozenset(p for segment in self.live() for p in properties_of(segment.rule))
+
+
+def with_definition(definitions: Definitions, record: SegmentDefinition) -> Definitions:
+    """The registry after one more record of the definitions topic."""
+    revision = definitions.revision + 1
+    filters = list(filters_of(record.rule))
+    types = None if any(f.type is None for f in filters) else frozenset(str(f.type) for f in filters)
+    segment = Segment(record.segment_id, record.version, record.rule, record.deleted, revision, types)
+    return Definitions(revision, {**definitions.segments, record.segment_id: segment})
+
+
+def labelled_children(rule: Rule, path: str) -> list[tuple[str, Rule]]:
+    """A node's sub-rules with their paths in the JSON tree."""
+    if isinstance(rule, AllRule):
+        return [(f"{path}.all.{index}", child) for index, child in enumerate(rule.all)]
+    if isinstance(rule, AnyRule):
+        return [(f"{path}.any.{index}", child) for index, child in enumerate(rule.any)]
+    return [(f"{path}.not", rule.not_)] if isinstance(rule, NotRule) else []
+
+
+def _leaves(rule: Rule) -> Iterable[Rule]:
+    yield rule
+    for _, child in labelled_children(rule, ""):
+        yield from _leaves(child)
+
+
+def filters_of(rule: Rule) -> Iterable[EventFilter]:
+    for node in _leaves(rule):
+        if isinstance(node, CountRule):
+            yield node.count
+        elif isinstance(node, SumRule | MinRule | MaxRule):
+            yield _measure(node)
+        elif isinstance(node, LastRule):
+            yield node.last
+
+
+def window_of_node(node: Rule) -> str | None:
+    """The window length a leaf rule looks over; None for all/any/not."""
+    if isinstance(node, CountRule):
+        return node.count.within
+    if isinstance(node, SumRule | MinRule | MaxRule):
+        return _measure(node).within
+    if isinstance(node, LastRule):
+        return node.within or node.not_within
+    return None
+
+
+def windows_of(rule: Rule) -> Iterable[int]:
+    """Every window length in the rule, in microseconds."""
+    lengths = (window_of_node(node) for node in _leaves(rule))
+    return (duration_seconds(length) * MICROS for length in lengths if length is not None)
+
+
+def properties_of(rule: Rule) -> Iterable[str]:
+    for node in _leaves(rule):
+        if isinstance(node, SumRule | MinRule | MaxRule):
+            yield _measure(node).property
+    for event_filter in filters_of(rule):
+        yield from event_filter.properties
+
+
+def _measure(node: SumRule | MinRule | MaxRule) -> MeasureFilter:
+    return node.sum if isinstance(node, SumRule) else node.min if isinstance(node, MinRule) else node.max
+
+
+def _same(value: object, wanted: Scalar) -> bool:
+    # JSON's true is not 1, though Python's True == 1.
+    return isinstance(value, bool) == isinstance(wanted, bool) and value == wanted
+
+
+def matches(event_filter: EventFilter, point: Point) -> bool:
+    return (
+        (event_filter.type is None or point.type == event_filter.type)
+        and (event_filter.channel is None or point.channel == event_filter.channel)
+        and all(_same(point.values.get(name), wanted) for name, wanted in event_filter.properties.items())
+    )
+
+
+def _in_window(points: Sequence[Point], event_filter: EventFilter, length: str, now: int) -> list[Point]:
+    start = now - duration_seconds(length) * MICROS
+    return [p for p in points if start < p.at <= now and matches(event_filter, p)]
+
+
+def _numbers(points: Sequence[Point], measure: MeasureFilter, now: int) -> list[float]:
+    values = (p.values.get(measure.property) for p in _in_window(points, measure, measure.within, now))
+    return [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def holds(rule: Rule, points: Sequence[Point], now: int) -> bool:
+    """Whether the rule is true for these touches at `now`."""
+    if isinstance(rule, AllRule):
+        return all(holds(child, points, now) for child in rule.all)
+    if isinstance(rule, AnyRule):
+        return any(holds(child, points, now) for child in rule.any)
+    if isinstance(rule, NotRule):
+        return not holds(rule.not_, points, now)
+    if isinstance(rule, CountRule):
+        return rule.accepts(len(_in_window(points, rule.count, rule.count.within, now)))
+    if isinstance(rule, SumRule):
+        return rule.accepts(sum(_numbers(points, rule.sum, now)))
+    if isinstance(rule, MinRule | MaxRule):
+        numbers = _numbers(points, _measure(rule), now)
+        return bool(numbers) and rule.accepts(min(numbers) if isinstance(rule, MinRule) else max(numbers))
+    recent = _in_window(points, rule.last, str(window_of_node(rule)), now)
+    return bool(recent) == (rule.within is not None)
+
+
+def next_boundary(points: Sequence[Point], windows: Iterable[int], after: int) -> int | None:
+    """The first moment after `after` when some rule over these touches may change its truth."""
+    lengths = (0, *windows)
+    candidates = [p.at + length for p in points for length in lengths if p.at + length > after]
+    return min(candidates, default=None)
+
+
+def rule_problems(
+    rule: Rule, horizon_seconds: int, path: str = "rule", depth: int = 1
+) -> list[tuple[str, str]]:
+    """What validation of one node cannot see: nesting depth, and windows longer than the digest keeps."""
+    if depth > MAX_RULE_DEPTH:
+        return [(path, f"rules nest at most {MAX_RULE_DEPTH} deep")]
+    problems = []
+    length = window_of_node(rule)
+    if length is not None and duration_seconds(length) > horizon_seconds:
+        problems.append((path, f"the window {length} is longer than the history kept ({horizon_seconds}s)"))
+    for child_path, child in labelled_children(rule, path):
+        problems += rule_problems(child, horizon_seconds, child_path, depth + 1)
+    return problems
