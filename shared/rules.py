@@ -7,7 +7,17 @@ A rule is an object with exactly one operator key (`all`, `any`, `not`, `count`,
 import re
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    model_serializer,
+    model_validator,
+)
 
 from shared.events import Channel, EventType, Identifier, Timestamp, WireModel
 
@@ -39,6 +49,11 @@ Scalar = str | int | float | bool
 class RuleModel(BaseModel):
     # `not` is a Python keyword, so NotRule's field is `not_` aliased to the wire spelling both ways.
     model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A rule reads back the way marketing wrote it: no nulls or empty filters added."""
+        return {key: value for key, value in handler(self).items() if value is not None and value != {}}
 
 
 class EventFilter(RuleModel):

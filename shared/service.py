@@ -21,15 +21,23 @@ def run_worker(app: faust.App, settings: TouchlineSettings) -> None:
     faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
 
 
+Command = Callable[[list[str]], None]
+
+
 def run_command_line(
     prog: str,
     description: str | None,
     settings: TouchlineSettings,
-    commands: Mapping[str, Callable[[], None]],
+    commands: Mapping[str, Command],
+    taking_arguments: frozenset[str] = frozenset(),
 ) -> None:
+    """Parses `COMMAND [ARGUMENT ...]`; only commands in `taking_arguments` accept arguments."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("command", choices=sorted(commands))
-    command = parser.parse_args().command
+    parser.add_argument("arguments", nargs="*", help=argparse.SUPPRESS)
+    parsed = parser.parse_args()
+    if parsed.arguments and parsed.command not in taking_arguments:
+        parser.error(f"{parsed.command} takes no arguments")
     configure_logging(settings.log_level)
     asyncio.run(ensure_topics(settings))
-    commands[command]()
+    commands[parsed.command](parsed.arguments)

@@ -21,6 +21,7 @@ TEST_API_KEYS = {
     "test-writer": {"source": "test-shop", "scopes": ["events:write"]},
     "test-reader": {"source": "test-crm", "scopes": ["timeline:read", "consent:read", "segments:read"]},
     "test-dpo": {"source": "test-dpo", "scopes": ["consent:write", "consent:read"]},
+    "test-marketer": {"source": "test-marketing", "scopes": ["segments:admin", "segments:read"]},
     "test-nothing": [],
 }
 SESSION_PREFIX = f"test-{uuid.uuid4().hex[:8]}."

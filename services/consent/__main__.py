@@ -13,8 +13,8 @@ def main() -> None:
         __doc__,
         settings,
         {
-            "api": lambda: serve_api(create_app(settings), settings.consent_host, settings.consent_port),
-            "worker": lambda: run_worker(create_processor(settings), settings),
+            "api": lambda _: serve_api(create_app(settings), settings.consent_host, settings.consent_port),
+            "worker": lambda _: run_worker(create_processor(settings), settings),
         },
     )
 

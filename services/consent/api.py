@@ -1,7 +1,5 @@
 """HTTP edge of consent: record changes and erasures into the customer log, read status and audit trail."""
 
-import base64
-import binascii
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -14,6 +12,7 @@ from services.consent.domain import RecordedChange, consent_change, current_cons
 from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
 from shared.auth import Principal, require_scope
+from shared.cursors import decode_cursor, encode_cursor
 from shared.db import create_pool
 from shared.events import ConsentChange, ConsentStatus, Purpose
 from shared.http import (
@@ -154,10 +153,10 @@ async def read_consent(customer_id: CustomerIdPath, _: Reader, settings: Setting
 
 def _offset_before(cursor: str) -> int:
     """The log offset a history cursor points below; ValueError for anything this API did not hand out."""
-    try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode().removeprefix("before:"))
-    except (ValueError, binascii.Error):
-        raise ValueError("is not a cursor this API returned") from None
+    (offset,) = decode_cursor(cursor, 1)
+    if not isinstance(offset, int):
+        raise ValueError("is not a cursor this API returned")
+    return offset
 
 
 @router.get("/consent/history", response_model=HistoryPage, responses=ERRORS)
@@ -174,11 +173,7 @@ async def consent_history(
     except ValueError as error:
         return invalid_parameter("cursor", str(error))
     changes = await store.history(customer_id, limit + 1, before)
-    next_cursor = (
-        base64.urlsafe_b64encode(f"before:{changes[limit - 1].log_offset}".encode()).decode()
-        if len(changes) > limit
-        else None
-    )
+    next_cursor = encode_cursor(changes[limit - 1].log_offset) if len(changes) > limit else None
     return HistoryPage(changes=[_view(change) for change in changes[:limit]], next_cursor=next_cursor)
 
 

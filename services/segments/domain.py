@@ -10,8 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from services.segments.evaluation import Definitions, Point, Segment, holds, next_boundary
-from shared.events import MembershipReason, MembershipTransition
+from services.segments.evaluation import (
+    MICROS,
+    Definitions,
+    Point,
+    Segment,
+    fingerprint,
+    holds,
+    next_boundary,
+)
+from shared.events import MembershipReason, MembershipTransition, TouchEvent
 
 
 @dataclass(frozen=True)
@@ -184,3 +192,41 @@ def on_revocation(state: CustomerState | None, definitions: Definitions, now: in
 def next_change_at(state: CustomerState, definitions: Definitions) -> int | None:
     """When the timer must wake this customer: their next boundary."""
     return next_boundary(state.points, definitions.windows(), state.evaluated_at)
+
+
+def point_of(event: TouchEvent, properties: frozenset[str]) -> Point:
+    """A touch reduced to what rules can reference; only scalar values of referenced properties are kept."""
+    values = {
+        name: value
+        for name, value in event.properties.items()
+        if name in properties and isinstance(value, str | int | float | bool)
+    }
+    at = int(event.occurred_at.timestamp()) * MICROS + event.occurred_at.microsecond
+    return Point(at, fingerprint(event.event_id), event.type, event.channel, values)
+
+
+class Input(NamedTuple):
+    """One allowed-stream record for a customer, at the instant the evaluator handles it."""
+
+    now: int
+    touch: Point | None  # None: consent for segments was withdrawn
+
+
+def decide(
+    state: CustomerState | None,
+    customer_id: str,
+    inputs: Sequence[Input],
+    definitions: Definitions,
+    horizon: int,
+) -> Outcome:
+    """One customer's records of a batch, in order: their final state and every change on the way."""
+    changes: list[Change] = []
+    evaluations = 0
+    for record in inputs:
+        if record.touch is None:
+            outcome = on_revocation(state, definitions, record.now)
+        else:
+            outcome = on_touch(state, definitions, record.touch, customer_id, record.now, horizon)
+        state, evaluations = outcome.state, evaluations + outcome.evaluations
+        changes += outcome.changes
+    return Outcome(state, changes, evaluations)

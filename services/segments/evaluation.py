@@ -61,7 +61,7 @@ class Segment:
 
 @dataclass(frozen=True)
 class Definitions:
-    """Every segment as of `revision`: the count of definition records applied, in topic order."""
+    """Every segment as of `revision`: the definitions topic read up to that offset."""
 
     revision: int = 0
     segments: Mapping[str, Segment] = field(default_factory=dict)
@@ -82,9 +82,12 @@ class Definitions:
         return frozenset(p for segment in self.live() for p in properties_of(segment.rule))
 
 
-def with_definition(definitions: Definitions, record: SegmentDefinition) -> Definitions:
-    """The registry after one more record of the definitions topic."""
-    revision = definitions.revision + 1
+def with_definition(definitions: Definitions, record: SegmentDefinition, offset: int) -> Definitions:
+    """The registry after the definitions topic's record at `offset` (its revision is offset + 1).
+
+    Offsets, not a count of records read, so every worker agrees on revisions after compaction.
+    """
+    revision = offset + 1
     filters = list(filters_of(record.rule))
     types = None if any(f.type is None for f in filters) else frozenset(str(f.type) for f in filters)
     segment = Segment(record.segment_id, record.version, record.rule, record.deleted, revision, types)

@@ -16,9 +16,9 @@ def main() -> None:
         __doc__,
         settings,
         {
-            "api": lambda: serve_api(create_app(settings), settings.timeline_host, settings.timeline_port),
-            "worker": lambda: asyncio.run(run_projector(settings)),
-            "rebuild": lambda: print(asyncio.run(rebuild(settings))),
+            "api": lambda _: serve_api(create_app(settings), settings.timeline_host, settings.timeline_port),
+            "worker": lambda _: asyncio.run(run_projector(settings)),
+            "rebuild": lambda _: print(asyncio.run(rebuild(settings))),
         },
     )
 

@@ -1,7 +1,5 @@
 """Timeline rules: what a batch of allowed-stream records does to the projection, and how pages are cut."""
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +8,7 @@ from typing import NamedTuple
 
 import orjson
 
+from shared.cursors import decode_cursor, encode_cursor
 from shared.events import AllowedTouch, EraseMarker, TouchEvent
 from shared.purposes import may_project, must_erase
 
@@ -118,16 +117,15 @@ class Cursor:
     event_id: str
 
     def encode(self) -> str:
-        raw = orjson.dumps([self.occurred_at.isoformat(), self.event_id])
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return encode_cursor(self.occurred_at.isoformat(), self.event_id)
 
     @classmethod
     def decode(cls, text: str) -> "Cursor":
         """Raises ValueError for anything this API did not hand out."""
+        occurred_at, event_id = decode_cursor(text, 2)
         try:
-            occurred_at, event_id = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
             return cls(datetime.fromisoformat(occurred_at), str(event_id))
-        except (binascii.Error, orjson.JSONDecodeError, TypeError, ValueError):
+        except (TypeError, ValueError):
             raise ValueError("is not a cursor this API returned") from None
 
 

@@ -107,6 +107,7 @@ class Model:
         self.states: dict[str, CustomerState] = {}
         self.history: dict[str, dict[int, Point]] = {}
         self.changes: list[Change] = []
+        self.sent: dict[tuple[str, int], Point] = {}
 
     def record(self, customer: str, state: CustomerState | None, changes: list[Change]) -> None:
         self.changes += changes
@@ -121,7 +122,8 @@ class Model:
 
     def touch(self, customer: str, point: Point) -> None:
         self.tick()
-        arrived = point._replace(at=self.now + point.at)
+        # A resend is the same touch: it keeps the time it was first sent with.
+        arrived = self.sent.setdefault((customer, point.key), point._replace(at=self.now + point.at))
         self.history.setdefault(customer, {}).setdefault(arrived.key, arrived)
         outcome = on_touch(self.states.get(customer), self.definitions, arrived, customer, self.now, HORIZON)
         self.record(customer, outcome.state, outcome.changes)
@@ -147,7 +149,7 @@ class Model:
                 "changed_at": datetime.fromtimestamp(self.now / MICROS, UTC),
             }
         )
-        self.definitions = with_definition(self.definitions, record)
+        self.definitions = with_definition(self.definitions, record, self.definitions.revision)
         for customer, state in list(self.states.items()):  # the backfill
             outcome = settle(state, self.definitions, self.now)
             self.record(customer, outcome.state, outcome.changes)

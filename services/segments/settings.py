@@ -1,0 +1,35 @@
+from functools import lru_cache
+
+from pydantic import Field
+
+from services.segments.evaluation import MICROS
+from shared.rules import Duration, duration_seconds
+from shared.streams import StreamSettings
+
+
+class SegmentsSettings(StreamSettings):
+    segments_host: str = "127.0.0.1"
+    segments_port: int = 8003
+    segments_worker_metrics_port: int = 9103
+    segments_publish_timeout_seconds: float = 10.0
+    segments_horizon: Duration = Field(
+        default="400d", description="How much history each customer's digest keeps; no window may be longer."
+    )
+    # A batch is evaluated when it holds this many records or has waited this long, whichever comes first.
+    segments_batch_max: int = 500
+    segments_batch_seconds: float = 0.05
+    # How often the timer looks for customers whose window slid past: the bound on a late exit.
+    segments_timer_interval_seconds: float = 0.1
+
+    @property
+    def horizon_seconds(self) -> int:
+        return duration_seconds(self.segments_horizon)
+
+    @property
+    def horizon_micros(self) -> int:
+        return self.horizon_seconds * MICROS
+
+
+@lru_cache
+def get_settings() -> SegmentsSettings:
+    return SegmentsSettings()
