@@ -1,0 +1,163 @@
+"""The segment evaluator as deployed (`python -m services.segments worker`) with the real broker and database.
+
+Each test uses event types of its own, so segments of other tests never match its customers.
+"""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from services.segments.api import create_app
+from services.segments.settings import SegmentsSettings
+from shared.settings import TouchlineSettings
+from shared.topics import CUSTOMER_ALLOWED, TOUCH_DLQ
+from tests.helpers import ServiceProcess, consume_until, eventually
+from tests.segments_support import allowed_touch, changes_until, feed, revocation
+
+ADMIN = {"Authorization": "Bearer test-marketer"}
+READER = {"Authorization": "Bearer test-reader"}
+
+
+@pytest.fixture
+async def segments(segment_evaluator: ServiceProcess, database: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(SegmentsSettings())
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://segments") as client,
+    ):
+        yield client
+
+
+async def define(client: httpx.AsyncClient, segment: str, rule: dict[str, Any]) -> None:
+    response = await client.post(
+        "/v1/segments", json={"id": segment, "name": segment, "rule": rule}, headers=ADMIN
+    )
+    assert response.status_code == 201, response.text
+
+
+async def members(client: httpx.AsyncClient, segment: str) -> list[str]:
+    response = await client.get(f"/v1/segments/{segment}/members", headers=READER)
+    return [member["customer_id"] for member in response.json()["members"]]
+
+
+async def test_a_touch_enters_and_the_window_sliding_past_exits_with_no_new_event(
+    segments: httpx.AsyncClient, kafka: TouchlineSettings, unique: str
+) -> None:
+    kind, customer, segment = f"buy.u{unique}", f"ann-{unique}", f"recent-{unique}"
+    await define(segments, segment, {"count": {"type": kind, "within": "4s"}, "gte": 1})
+    occurred = datetime.now(UTC)
+    await feed(kafka, [allowed_touch(customer, "e1", kind, occurred)])
+
+    entered, exited = await changes_until(kafka, {customer}, 2)
+    assert (entered.transition, entered.reason, entered.segment_id) == ("entered", "event", segment)
+    assert (exited.transition, exited.reason) == ("exited", "window_expired")
+    assert exited.at == occurred + timedelta(seconds=4)  # the exact moment the rule stopped holding
+    assert exited.change_id != entered.change_id
+    assert await members(segments, segment) == []
+    stats = (await segments.get(f"/v1/segments/{segment}/stats", headers=READER)).json()
+    assert (stats["members"], stats["entered_last_hour"], stats["exited_last_hour"]) == (0, 1, 1)
+
+
+async def test_a_new_or_changed_segment_is_evaluated_for_known_customers_at_once(
+    segments: httpx.AsyncClient, kafka: TouchlineSettings, unique: str
+) -> None:
+    kind, once, twice = f"buy.u{unique}", f"once-{unique}", f"twice-{unique}"
+    now = datetime.now(UTC)
+    watcher = f"any-{unique}"
+    await define(segments, watcher, {"count": {"type": kind, "within": "1d"}, "gte": 1})
+    await feed(
+        kafka,
+        [
+            allowed_touch(once, "a", kind, now),
+            allowed_touch(twice, "b", kind, now),
+            allowed_touch(twice, "c", kind, now),
+        ],
+    )
+    await changes_until(kafka, {once, twice}, 2)  # both entered the watcher: both are known now
+
+    segment = f"repeat-{unique}"
+    await define(segments, segment, {"count": {"type": kind, "within": "1d"}, "gte": 2})
+    backfilled = (await changes_until(kafka, {once, twice}, 3))[2]
+    assert (backfilled.customer_id, backfilled.segment_id, backfilled.transition, backfilled.reason) == (
+        twice,
+        segment,
+        "entered",
+        "definition_changed",
+    )
+
+    loosened = {"name": "any buyer", "rule": {"count": {"type": kind, "within": "1d"}, "gte": 1}}
+    assert (await segments.put(f"/v1/segments/{segment}", json=loosened, headers=ADMIN)).status_code == 200
+    update = (await changes_until(kafka, {once, twice}, 4))[3]
+    assert (update.customer_id, update.transition, update.reason, update.segment_version) == (
+        once,
+        "entered",
+        "definition_changed",
+        2,
+    )
+    assert sorted(await members(segments, segment)) == sorted([once, twice])
+
+    assert (await segments.delete(f"/v1/segments/{segment}", headers=ADMIN)).status_code == 202
+    exits = (await changes_until(kafka, {once, twice}, 6))[4:]
+    assert {(c.customer_id, c.transition, c.reason) for c in exits} == {
+        (once, "exited", "segment_deleted"),
+        (twice, "exited", "segment_deleted"),
+    }
+    customer_view = (await segments.get(f"/v1/customers/{twice}/segments", headers=READER)).json()
+    assert [s["segment_id"] for s in customer_view["segments"]] == [watcher]
+
+
+async def test_a_revocation_exits_every_segment_and_forgets_the_customer(
+    segments: httpx.AsyncClient, kafka: TouchlineSettings, unique: str
+) -> None:
+    kind, customer = f"visit.u{unique}", f"rex-{unique}"
+    first, second = f"first-{unique}", f"second-{unique}"
+    await define(segments, first, {"count": {"type": kind, "within": "1d"}, "gte": 1})
+    await define(segments, second, {"last": {"type": kind}, "within": "1h"})
+    now = datetime.now(UTC)
+    await feed(kafka, [allowed_touch(customer, "v1", kind, now), revocation(customer, f"revoke-{unique}")])
+    changes = await changes_until(kafka, {customer}, 4)
+    assert [(c.transition, c.reason) for c in changes[2:]] == [("exited", "consent_revoked")] * 2
+    assert {c.segment_id for c in changes[2:]} == {first, second}
+    # Forgotten: the same touch again counts from nothing, as for a new customer.
+    await feed(kafka, [allowed_touch(customer, "v2", kind, now)])
+    assert len(await changes_until(kafka, {customer}, 6)) == 6
+
+
+async def test_touches_not_allowed_for_marketing_never_reach_a_segment(
+    segments: httpx.AsyncClient, kafka: TouchlineSettings, unique: str
+) -> None:
+    kind, private, open_ = f"visit.u{unique}", f"private-{unique}", f"open-{unique}"
+    await define(segments, f"seen-{unique}", {"count": {"type": kind, "within": "1d"}, "gte": 1})
+    profiling_only = frozenset({"profiling"})
+    now = datetime.now(UTC)
+    await feed(
+        kafka,
+        [allowed_touch(private, "p", kind, now, profiling_only), allowed_touch(open_, "o", kind, now)],  # type: ignore[arg-type]
+    )
+    changes = await changes_until(kafka, {private, open_}, 1)
+    assert [c.customer_id for c in changes] == [open_]
+    view = (await segments.get(f"/v1/customers/{private}/segments", headers=READER)).json()
+    assert view["segments"] == []
+
+
+async def test_an_unreadable_record_is_parked_and_the_valid_ones_beside_it_still_count(
+    segments: httpx.AsyncClient, kafka: TouchlineSettings, unique: str
+) -> None:
+    kind, customer = f"visit.u{unique}", f"bad-{unique}"
+    await define(segments, f"seen-{unique}", {"count": {"type": kind, "within": "1d"}, "gte": 1})
+    garbage = (customer.encode(), b'{"kind": "allowed", "event": 42}')
+    await feed(kafka, [garbage, allowed_touch(customer, "ok", kind, datetime.now(UTC))])
+    assert len(await changes_until(kafka, {customer}, 1)) == 1
+    parked = await consume_until(
+        kafka.kafka_bootstrap,
+        kafka.topic(TOUCH_DLQ),
+        lambda kept: len(kept) >= 1,
+        keep=lambda record: record.value == garbage[1],
+    )
+    headers = dict(parked[0].headers)
+    assert headers["origin"].decode().startswith(kafka.topic(CUSTOMER_ALLOWED))
+    assert b"event" in headers["error"]
+    await eventually(lambda: members(segments, f"seen-{unique}"), lambda found: customer in found)

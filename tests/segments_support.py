@@ -1,0 +1,62 @@
+"""What segment tests share: allowed-stream records to feed the evaluator, and reading its changes."""
+
+from datetime import UTC, datetime
+
+from shared.events import AllowedTouch, EraseMarker, Purpose, SegmentMembershipChange, TouchEvent
+from shared.serialization import decode, encode
+from shared.settings import TouchlineSettings
+from shared.topics import CUSTOMER_ALLOWED, SEGMENT_MEMBERSHIP
+from tests.helpers import consume_until, produce
+
+FOR_SEGMENTS = frozenset({Purpose.PROFILING, Purpose.MARKETING})
+
+
+def allowed_touch(
+    customer: str,
+    event_id: str,
+    type_: str,
+    at: datetime,
+    purposes: frozenset[Purpose] = FOR_SEGMENTS,
+    **properties: object,
+) -> tuple[bytes, bytes]:
+    event = TouchEvent.model_validate(
+        {
+            "event_id": event_id,
+            "customer_id": customer,
+            "type": type_,
+            "channel": "web",
+            "occurred_at": at,
+            "properties": properties,
+            "received_at": datetime.now(UTC),
+            "source": "test",
+        }
+    )
+    return customer.encode(), encode(AllowedTouch(event=event, purposes=purposes))
+
+
+def revocation(customer: str, change_id: str) -> tuple[bytes, bytes]:
+    marker = EraseMarker(
+        customer_id=customer,
+        purposes=frozenset({Purpose.MARKETING}),
+        change_id=change_id,
+        at=datetime.now(UTC),
+    )
+    return customer.encode(), encode(marker)
+
+
+async def feed(settings: TouchlineSettings, records: list[tuple[bytes, bytes]]) -> None:
+    await produce(settings.kafka_bootstrap, settings.topic(CUSTOMER_ALLOWED), list(records))
+
+
+async def changes_until(
+    settings: TouchlineSettings, customers: set[str], count: int, timeout: float = 60.0
+) -> list[SegmentMembershipChange]:
+    """The first `count` membership changes of these customers, in topic order."""
+    records = await consume_until(
+        settings.kafka_bootstrap,
+        settings.topic(SEGMENT_MEMBERSHIP),
+        lambda kept: len(kept) >= count,
+        keep=lambda record: (record.key or b"").decode() in customers,
+        timeout=timeout,
+    )
+    return [decode(SegmentMembershipChange, record.value or b"") for record in records]
