@@ -15,7 +15,7 @@ import pytest
 
 from shared.db import migrate
 from shared.settings import TouchlineSettings
-from tests.helpers import delete_topics_with_prefix
+from tests.helpers import ServiceProcess, delete_topics_with_prefix, running
 
 TEST_API_KEYS = {
     "test-writer": {"source": "test-shop", "scopes": ["events:write"]},
@@ -93,3 +93,15 @@ def unique() -> str:
 def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where processes started by tests write their logs; failing tests name the file."""
     return Path(tmp_path_factory.mktemp("logs"))
+
+
+@pytest.fixture(scope="session")
+def segment_evaluator(
+    kafka: object, database: str, test_env: dict[str, str], logs: Path
+) -> Iterator[ServiceProcess]:
+    """The segment evaluator, started as `python -m services.segments worker`.
+
+    One per session, shared by the e2e and fault tests: the fault test kills and restarts this very
+    process, so no second evaluator in the group keeps processing while it is down.
+    """
+    yield from running("services.segments", "segment-evaluator", test_env, logs)

@@ -119,10 +119,12 @@ class Evaluation:
         return {row["partition"]: row["next_offset"] for row in rows}
 
     async def advance_offsets(self, topic: str, offsets: Mapping[int, int]) -> None:
+        # Never backwards: a redelivered batch can end below what an earlier batch already applied.
         await self.connection.execute(
             "INSERT INTO segment_offsets (topic, partition, next_offset)"
             " SELECT $1, * FROM unnest($2::int[], $3::bigint[])"
-            " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+            " ON CONFLICT (topic, partition) DO UPDATE"
+            " SET next_offset = greatest(segment_offsets.next_offset, excluded.next_offset)",
             topic,
             list(offsets),
             list(offsets.values()),

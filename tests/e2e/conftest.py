@@ -26,11 +26,3 @@ def timeline_projector(
 ) -> Iterator[ServiceProcess]:
     """The timeline projector, started as `python -m services.timeline worker`."""
     yield from running("services.timeline", "timeline-projector", test_env, logs)
-
-
-@pytest.fixture(scope="session")
-def segment_evaluator(
-    kafka: object, database: str, test_env: dict[str, str], logs: Path
-) -> Iterator[ServiceProcess]:
-    """The segment evaluator, started as `python -m services.segments worker`."""
-    yield from running("services.segments", "segment-evaluator", test_env, logs)
