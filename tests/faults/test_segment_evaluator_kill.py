@@ -102,9 +102,11 @@ async def test_a_killed_evaluator_loses_and_doubles_no_membership_change(
     try:
         for _ in range(KILLS):
             before = await evaluated(database, allowed)
-            await eventually(
-                lambda: evaluated(database, allowed), lambda position, before=before: position > before
-            )
+
+            def advanced(position: int, before: int = before) -> bool:
+                return position > before
+
+            await eventually(lambda: evaluated(database, allowed), advanced)
             assert not feeding.done(), "the feed ended before the kill: not mid-stream"
             segment_evaluator.kill()
             segment_evaluator.start()
