@@ -124,3 +124,48 @@ def journeys(customers: int, now: datetime, weeks: int = 8, seed: int = 0) -> It
     """Touches of `customers` customers named `cust-00001`, ...; each customer's in time order."""
     for number in range(1, customers + 1):
         yield from customer_journey(f"cust-{number:05d}", now, weeks, seed)
+
+
+# Segments `make run` defines, in the rule language marketing uses (see README.md).
+DEMO_SEGMENTS: list[dict[str, JsonValue]] = [
+    {
+        "id": "repeat-buyers",
+        "name": "Bought twice in 30 days, no support call this week",
+        "rule": {
+            "all": [
+                {"count": {"type": "purchase", "within": "30d"}, "gte": 2},
+                {"not": {"count": {"type": "support.call", "within": "7d"}, "gte": 1}},
+            ]
+        },
+    },
+    {
+        "id": "big-spenders",
+        "name": "Spent 500 or more in 90 days",
+        "rule": {"sum": {"type": "purchase", "property": "amount", "within": "90d"}, "gte": 500},
+    },
+    {
+        "id": "email-engaged",
+        "name": "Opened two emails in 14 days",
+        "rule": {"count": {"type": "email.opened", "within": "14d"}, "gte": 2},
+    },
+    {
+        "id": "store-regulars",
+        "name": "Two store purchases in 30 days",
+        "rule": {"count": {"type": "purchase", "channel": "store", "within": "30d"}, "gte": 2},
+    },
+    {
+        "id": "lapsed-visitors",
+        "name": "Visited the site before, but not in the last 7 days",
+        "rule": {
+            "all": [
+                {"count": {"type": "page.viewed", "within": "60d"}, "gte": 1},
+                {"last": {"type": "page.viewed"}, "not_within": "7d"},
+            ]
+        },
+    },
+]
+
+
+def opted_in_to_marketing(customer_id: str) -> bool:
+    """Three demo customers in four granted marketing, so segments have members and non-members."""
+    return random.Random(f"marketing:{customer_id}").random() < 0.75

@@ -5,6 +5,7 @@ A rule is an object with exactly one operator key (`all`, `any`, `not`, `count`,
 """
 
 import re
+from functools import cache
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -25,6 +26,7 @@ _DURATION = re.compile(r"([1-9][0-9]{0,6})([smhd])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+@cache  # rules are evaluated millions of times over a handful of distinct durations
 def duration_seconds(duration: str) -> int:
     match = _DURATION.fullmatch(duration)
     assert match, duration  # only validated durations reach here

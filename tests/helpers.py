@@ -6,13 +6,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import FastAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -173,3 +175,13 @@ async def eventually(
         if time.monotonic() > deadline:
             raise TimeoutError(f"still not done after {timeout} s; last answer: {repr(answer)[:800]}")
         await asyncio.sleep(0.3)
+
+
+@asynccontextmanager
+async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to `app` in-process, with the app's start-up and shut-down run around it."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://touchline") as client,
+    ):
+        yield client

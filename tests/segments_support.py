@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime
 
+import asyncpg
+
 from shared.events import AllowedTouch, EraseMarker, Purpose, SegmentMembershipChange, TouchEvent
 from shared.serialization import decode, encode
 from shared.settings import TouchlineSettings
@@ -60,3 +62,15 @@ async def changes_until(
         timeout=timeout,
     )
     return [decode(SegmentMembershipChange, record.value or b"") for record in records]
+
+
+async def evaluated_position(dsn: str, topic: str) -> int:
+    """How far the evaluator has committed into the allowed stream: the sum of its tracking rows."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        position: int = await connection.fetchval(
+            "SELECT coalesce(sum(next_offset), 0) FROM segment_offsets WHERE topic = $1", topic
+        )
+        return position
+    finally:
+        await connection.close()

@@ -44,9 +44,11 @@ start_process() {  # start_process NAME MODULE COMMAND READY_URL [VAR=value ...]
 load_demo_once() {
   local marker="$TOUCHLINE_RUN_DIR/demo-loaded" key
   [[ -f "$marker" ]] && { log "demo data already loaded"; return 0; }
-  key=$("$PYTHON" -c 'import json,sys; keys=json.load(sys.stdin); print(next(k for k,v in keys.items()
-    if "events:write" in (v["scopes"] if isinstance(v, dict) else v)))' <<<"$(api_keys)")
+  key=$("$PYTHON" -c 'import json,sys; keys=json.load(sys.stdin); needed={"events:write","consent:write",
+    "segments:admin"}; print(next(k for k,v in keys.items() if needed <= set(v["scopes"] if isinstance(v, dict)
+    else v)))' <<<"$(api_keys)") || die "the demo needs an API key with events:write, consent:write, segments:admin"
   "$PYTHON" -m shared demo --url "http://127.0.0.1:$TOUCHLINE_INGEST_PORT" --api-key "$key" \
+    --consent-url "http://127.0.0.1:$TOUCHLINE_CONSENT_PORT" --segments-url "http://127.0.0.1:$TOUCHLINE_SEGMENTS_PORT" \
     --customers "${TOUCHLINE_DEMO_CUSTOMERS:-200}"
   touch "$marker"
 }
@@ -70,6 +72,7 @@ Touchline is running.
   Ingest API     http://127.0.0.1:$TOUCHLINE_INGEST_PORT/docs   (metrics: /metrics)
   Timeline API   http://127.0.0.1:$TOUCHLINE_TIMELINE_PORT/docs
   Consent API    http://127.0.0.1:$TOUCHLINE_CONSENT_PORT/docs
+  Segments API   http://127.0.0.1:$TOUCHLINE_SEGMENTS_PORT/docs
   Kafka          127.0.0.1:$TOUCHLINE_KAFKA_PORT
   PostgreSQL     $TOUCHLINE_PG_DSN
   Logs and pids  $TOUCHLINE_RUN_DIR
@@ -82,6 +85,8 @@ for key, grant in json.load(sys.stdin).items():
          -d '[{"event_id":"try-1","customer_id":"cust-00001","type":"page.viewed","channel":"web",
               "occurred_at":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}]' http://127.0.0.1:$TOUCHLINE_INGEST_PORT/v1/events
   Then:  curl -s -H 'Authorization: Bearer dev-crm' http://127.0.0.1:$TOUCHLINE_TIMELINE_PORT/v1/customers/cust-00001/profile
+  Segments: curl -s -H 'Authorization: Bearer dev-mkt' http://127.0.0.1:$TOUCHLINE_SEGMENTS_PORT/v1/segments/repeat-buyers/stats
+  Live changes of one segment: .venv/bin/python -m services.segments tail repeat-buyers
 Stop everything with: make stop
 TXT
 }

@@ -10,6 +10,7 @@ from scratch agree exactly.
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import NamedTuple
 
 from shared.rules import (
@@ -66,20 +67,41 @@ class Definitions:
     revision: int = 0
     segments: Mapping[str, Segment] = field(default_factory=dict)
 
+    # Derived once per registry, not per customer: every evaluation path asks for these.
+    @cached_property
+    def _live(self) -> tuple[Segment, ...]:
+        return tuple(segment for segment in self.segments.values() if not segment.deleted)
+
     def live(self) -> list[Segment]:
-        return [segment for segment in self.segments.values() if not segment.deleted]
+        return list(self._live)
+
+    @cached_property
+    def _by_type(self) -> dict[str | None, tuple[Segment, ...]]:
+        index: dict[str | None, list[Segment]] = {}
+        for segment in self._live:
+            for event_type in segment.types if segment.types is not None else (None,):
+                index.setdefault(event_type, []).append(segment)
+        return {event_type: tuple(segments) for event_type, segments in index.items()}
 
     def affected_by(self, event_type: str) -> list[Segment]:
-        return [s for s in self.live() if s.types is None or event_type in s.types]
+        return [*self._by_type.get(event_type, ()), *self._by_type.get(None, ())]
 
     def changed_since(self, revision: int) -> list[Segment]:
         return [s for s in self.segments.values() if s.changed_revision > revision]
 
+    @cached_property
+    def _windows(self) -> frozenset[int]:
+        return frozenset(w for segment in self._live for w in windows_of(segment.rule))
+
     def windows(self) -> frozenset[int]:
-        return frozenset(w for segment in self.live() for w in windows_of(segment.rule))
+        return self._windows
+
+    @cached_property
+    def _properties(self) -> frozenset[str]:
+        return frozenset(p for segment in self._live for p in properties_of(segment.rule))
 
     def properties(self) -> frozenset[str]:
-        return frozenset(p for segment in self.live() for p in properties_of(segment.rule))
+        return self._properties
 
 
 def with_definition(definitions: Definitions, record: SegmentDefinition, offset: int) -> Definitions:

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, JsonValue
 
 from services.consent.domain import current_consent
 from services.consent.store import ConsentStore
+from services.segments.store import SegmentStore
 from services.timeline.domain import Cursor, PageQuery, TimelineRow, split_values
 from services.timeline.metrics import READ_SECONDS
 from services.timeline.settings import TimelineSettings
@@ -33,6 +34,7 @@ Reader = Annotated[Principal, Depends(require_scope("timeline:read"))]
 Settings = Annotated[TimelineSettings, Depends(from_state("settings"))]
 Store = Annotated[TimelineStore, Depends(from_state("store"))]
 Consents = Annotated[ConsentStore, Depends(from_state("consents"))]
+Segments = Annotated[SegmentStore, Depends(from_state("segments"))]
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 422)}
 
 
@@ -51,6 +53,12 @@ class TimelinePage(BaseModel):
     next_cursor: str | None
 
 
+class ProfileSegment(BaseModel):
+    segment_id: str
+    name: str
+    since: datetime
+
+
 class Profile(BaseModel):
     customer_id: str
     first_seen: datetime
@@ -61,6 +69,7 @@ class Profile(BaseModel):
     purchase_count: int
     purchase_amount: Decimal
     consent: dict[Purpose, ConsentStatus]
+    segments: list[ProfileSegment]
 
 
 router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["timeline"])
@@ -118,14 +127,21 @@ async def read_timeline(
 
 @router.get("/profile", response_model=Profile, responses=ERRORS)
 async def read_profile(
-    customer_id: CustomerIdPath, _: Reader, store: Store, consents: Consents, settings: Settings
+    customer_id: CustomerIdPath,
+    _: Reader,
+    store: Store,
+    consents: Consents,
+    segments: Segments,
+    settings: Settings,
 ) -> Any:
-    """The 360-degree summary: first and last seen, totals by channel and type, purchases, consent."""
+    """The 360-degree summary: first and last seen, totals by channel and type, purchases, consent, and
+    the segments the customer is in now."""
     started = time.perf_counter()
     summary = await store.profile(customer_id)
     if summary is None:
         return _unknown(customer_id)
     consent = current_consent(await consents.latest_per_purpose(customer_id), settings.default_consent())
+    memberships = await segments.customer_segments(customer_id)
     READ_SECONDS.labels("profile").observe(time.perf_counter() - started)
     return Profile(
         customer_id=customer_id,
@@ -137,6 +153,9 @@ async def read_profile(
         purchase_count=summary.purchase_count,
         purchase_amount=summary.purchase_amount,
         consent={purpose: state.status for purpose, state in consent.items()},
+        segments=[
+            ProfileSegment(segment_id=m.segment_id, name=m.name, since=m.entered_at) for m in memberships
+        ],
     )
 
 
@@ -145,6 +164,7 @@ def create_app(settings: TimelineSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.pg_dsn.get_secret_value())
         app.state.store, app.state.consents = TimelineStore(pool), ConsentStore(pool)
+        app.state.segments = SegmentStore(pool)
         try:
             yield
         finally:

@@ -3,6 +3,8 @@
 Each test uses event types of its own, so segments of other tests never match its customers.
 """
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,9 +14,11 @@ import pytest
 
 from services.segments.api import create_app
 from services.segments.settings import SegmentsSettings
+from services.timeline.api import create_app as timeline_app
+from services.timeline.settings import TimelineSettings
 from shared.settings import TouchlineSettings
 from shared.topics import CUSTOMER_ALLOWED, TOUCH_DLQ
-from tests.helpers import ServiceProcess, consume_until, eventually
+from tests.helpers import ROOT, ServiceProcess, asgi_client, consume_until, eventually
 from tests.segments_support import allowed_touch, changes_until, feed, revocation
 
 ADMIN = {"Authorization": "Bearer test-marketer"}
@@ -24,10 +28,7 @@ READER = {"Authorization": "Bearer test-reader"}
 @pytest.fixture
 async def segments(segment_evaluator: ServiceProcess, database: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(SegmentsSettings())
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://segments") as client,
-    ):
+    async with asgi_client(app) as client:
         yield client
 
 
@@ -59,6 +60,30 @@ async def test_a_touch_enters_and_the_window_sliding_past_exits_with_no_new_even
     assert await members(segments, segment) == []
     stats = (await segments.get(f"/v1/segments/{segment}/stats", headers=READER)).json()
     assert (stats["members"], stats["entered_last_hour"], stats["exited_last_hour"]) == (0, 1, 1)
+    lines = await tail_lines(segment, 2)
+    assert [line.split()[1:4] for line in lines] == [["entered", customer, "v1"], ["exited", customer, "v1"]]
+
+
+async def tail_lines(segment: str, count: int) -> list[str]:
+    """What `python -m services.segments tail SEGMENT --from-beginning` prints, up to `count` lines."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.segments",
+        "tail",
+        segment,
+        "--from-beginning",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            return [(await process.stdout.readline()).decode() for _ in range(count)]
+    finally:
+        process.kill()
+        await process.wait()
 
 
 async def test_a_new_or_changed_segment_is_evaluated_for_known_customers_at_once(
@@ -107,6 +132,22 @@ async def test_a_new_or_changed_segment_is_evaluated_for_known_customers_at_once
     }
     customer_view = (await segments.get(f"/v1/customers/{twice}/segments", headers=READER)).json()
     assert [s["segment_id"] for s in customer_view["segments"]] == [watcher]
+
+
+async def test_the_timeline_profile_shows_the_segments_a_customer_is_in(
+    segments: httpx.AsyncClient, timeline_projector: ServiceProcess, kafka: TouchlineSettings, unique: str
+) -> None:
+    kind, customer, segment = f"buy.u{unique}", f"pro-{unique}", f"buyers-{unique}"
+    await define(segments, segment, {"count": {"type": kind, "within": "1d"}, "gte": 1})
+    await feed(kafka, [allowed_touch(customer, "p1", kind, datetime.now(UTC))])
+    await changes_until(kafka, {customer}, 1)
+    app = timeline_app(TimelineSettings())
+    async with asgi_client(app) as timeline:
+        profile = await eventually(
+            lambda: timeline.get(f"/v1/customers/{customer}/profile", headers=READER),
+            lambda response: response.status_code == 200,
+        )
+    assert [(s["segment_id"], s["name"]) for s in profile.json()["segments"]] == [(segment, segment)]
 
 
 async def test_a_revocation_exits_every_segment_and_forgets_the_customer(

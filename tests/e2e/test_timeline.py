@@ -109,6 +109,7 @@ async def test_touches_appear_in_occurred_at_order_once_each(clients: Clients, u
     assert profile["event_count"] == 6
     assert profile["first_seen"].startswith("2026-11-01T09:01")
     assert profile["consent"] == {"profiling": "granted", "marketing": "denied"}
+    assert profile["segments"] == []  # marketing denied: segments never see this customer
 
 
 async def test_a_revocation_deletes_and_only_touches_after_a_new_grant_come_back(

@@ -10,17 +10,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-import httpx
-
 from services.segments.api import create_app
 from services.segments.settings import SegmentsSettings
 from shared.events import SegmentMembershipChange
 from shared.serialization import decode
 from shared.settings import TouchlineSettings
 from shared.topics import CUSTOMER_ALLOWED, SEGMENT_MEMBERSHIP
-from tests.helpers import ServiceProcess, consume_until, eventually
-from tests.segments_support import allowed_touch, feed, revocation
+from tests.helpers import ServiceProcess, asgi_client, consume_until, eventually
+from tests.segments_support import allowed_touch, evaluated_position, feed, revocation
 
 RECORDS = 3000
 CHUNK = 60
@@ -64,18 +61,6 @@ def scripted_stream(
     return records, expected
 
 
-async def evaluated(database: str, topic: str) -> int:
-    """How far the evaluator has committed into the allowed stream: its tracking rows."""
-    connection = await asyncpg.connect(database)
-    try:
-        position: int = await connection.fetchval(
-            "SELECT coalesce(sum(next_offset), 0) FROM segment_offsets WHERE topic = $1", topic
-        )
-        return position
-    finally:
-        await connection.close()
-
-
 async def test_a_killed_evaluator_loses_and_doubles_no_membership_change(
     segment_evaluator: ServiceProcess, kafka: TouchlineSettings, database: str, unique: str
 ) -> None:
@@ -83,10 +68,7 @@ async def test_a_killed_evaluator_loses_and_doubles_no_membership_change(
     customers = [f"{unique}-k{number}" for number in range(200)]
     allowed = kafka.topic(CUSTOMER_ALLOWED)
     app = create_app(SegmentsSettings())
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://segments") as client,
-    ):
+    async with asgi_client(app) as client:
         for name, threshold in THRESHOLDS.items():
             rule: dict[str, Any] = {"count": {"type": kind, "within": "1d"}, "gte": threshold}
             body = {"id": f"{name}-{unique}", "name": name, "rule": rule}
@@ -101,12 +83,12 @@ async def test_a_killed_evaluator_loses_and_doubles_no_membership_change(
     feeding = asyncio.create_task(feed_slowly())
     try:
         for _ in range(KILLS):
-            before = await evaluated(database, allowed)
+            before = await evaluated_position(database, allowed)
 
             def advanced(position: int, before: int = before) -> bool:
                 return position > before
 
-            await eventually(lambda: evaluated(database, allowed), advanced)
+            await eventually(lambda: evaluated_position(database, allowed), advanced)
             assert not feeding.done(), "the feed ended before the kill: not mid-stream"
             segment_evaluator.kill()
             segment_evaluator.start()

@@ -14,7 +14,7 @@ from shared.db import create_pool
 from shared.events import ConsentChange, ConsentStatus, Purpose
 from shared.settings import TouchlineSettings
 from shared.topics import CUSTOMER_LOG
-from tests.helpers import consume_until
+from tests.helpers import asgi_client, consume_until
 
 DPO = {"Authorization": "Bearer test-dpo"}
 CRM = {"Authorization": "Bearer test-reader"}
@@ -23,10 +23,7 @@ CRM = {"Authorization": "Bearer test-reader"}
 @pytest.fixture
 async def client(kafka: TouchlineSettings, database: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(ConsentSettings())
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://consent") as client,
-    ):
+    async with asgi_client(app) as client:
         yield client
 
 

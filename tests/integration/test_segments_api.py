@@ -11,7 +11,7 @@ from services.segments.settings import SegmentsSettings
 from shared.rules import SegmentDefinition
 from shared.settings import TouchlineSettings
 from shared.topics import SEGMENT_DEFINITIONS
-from tests.helpers import consume_until
+from tests.helpers import asgi_client, consume_until
 
 ADMIN = {"Authorization": "Bearer test-marketer"}
 READER = {"Authorization": "Bearer test-reader"}
@@ -21,10 +21,7 @@ REPEAT_BUYERS: dict[str, Any] = {"count": {"type": "purchase", "within": "30d"},
 @pytest.fixture
 async def client(kafka: TouchlineSettings, database: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(SegmentsSettings())
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://segments") as client,
-    ):
+    async with asgi_client(app) as client:
         yield client
 
 
