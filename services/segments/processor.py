@@ -262,7 +262,12 @@ def _wire(change: PendingChange) -> SegmentMembershipChange:
 
 
 async def repeat(work: Callable[[], Awaitable[int]], what: str, full: int) -> None:
-    """Runs `work` until it returns less than a full batch, riding out database and broker outages."""
+    """Runs `work` until it returns less than a full batch, riding out failures.
+
+    The timer, the backfill and the relay take their work from PostgreSQL, so a failed attempt leaves
+    it there for the next one: retrying loses nothing, while letting the error end the task would stop
+    exits, backfills or publishing for good in a worker that otherwise looks alive.
+    """
     backoff = 0.1
     while True:
         try:
@@ -271,8 +276,12 @@ async def repeat(work: Callable[[], Awaitable[int]], what: str, full: int) -> No
             backoff = 0.1
         except (*TRANSIENT, BrokerUnavailable) as error:
             log.warning("segment work failed; retrying", extra={"what": what, "error": repr(error)})
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+        except Exception:
+            log.exception("segment work failed unexpectedly; retrying", extra={"what": what})
+        else:
+            continue
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 5.0)
 
 
 async def wake_on(event: asyncio.Event, seconds: float) -> None:
