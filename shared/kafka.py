@@ -3,9 +3,10 @@
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
@@ -164,3 +165,18 @@ async def send_partitioned(
     for partition, batch in open_batches.items():
         pending.append(await producer.send_batch(batch, topic, partition=partition))
     return pending
+
+
+class DeadLetters:
+    """Parks records a stream processor cannot read: original key and bytes, with why, when and whence."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self.producer, self.topic = producer, topic
+
+    async def park(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
+        headers = [
+            ("error", error.encode()),
+            ("failed_at", datetime.now(UTC).isoformat().encode()),
+            ("origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        await (await self.producer.send(self.topic, record.value, key=record.key, headers=headers))

@@ -34,7 +34,7 @@ def run_command_line(
     """Parses `COMMAND [ARGUMENT ...]`; only commands in `taking_arguments` accept arguments."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("command", choices=sorted(commands))
-    parser.add_argument("arguments", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.arguments and parsed.command not in taking_arguments:
         parser.error(f"{parsed.command} takes no arguments")

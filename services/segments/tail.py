@@ -53,9 +53,7 @@ async def tail(
     await consumer.start()
     try:
         topic = settings.topic(SEGMENT_MEMBERSHIP)
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(await consumer.partitions_for_topic(topic) or [])
-        ]
+        partitions = [TopicPartition(topic, p) for p in range(SEGMENT_MEMBERSHIP.partitions)]
         consumer.assign(partitions)
         await (consumer.seek_to_beginning if from_beginning else consumer.seek_to_end)(*partitions)
         seen = SeenChanges()

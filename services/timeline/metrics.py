@@ -21,3 +21,6 @@ READ_SECONDS = latency_histogram(
 CONSUMER_LAG = Gauge(
     "touchline_timeline_consumer_lag", "Allowed-stream records not yet projected.", ["partition"]
 )
+UNREADABLE = Counter(
+    "touchline_timeline_unreadable_records_total", "Allowed-stream records parked on touch.dlq, unreadable."
+)

@@ -12,11 +12,12 @@ import time
 from collections.abc import Mapping
 from functools import partial
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
-from services.timeline.domain import BatchPlan, Touch, parse_allowed, plan_batch
+from services.timeline.domain import AllowedItem, BatchPlan, Touch, item_of, parse_allowed, plan_batch
 from services.timeline.metrics import (
     BATCH_SECONDS,
     BATCH_SIZE,
@@ -24,22 +25,39 @@ from services.timeline.metrics import (
     CUSTOMERS_ERASED,
     END_TO_END_SECONDS,
     EVENTS_PROJECTED,
+    UNREADABLE,
 )
 from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.db import create_pool, until_committed
-from shared.kafka import create_consumer
-from shared.topics import CUSTOMER_ALLOWED
+from shared.kafka import DeadLetters, create_consumer, create_producer
+from shared.serialization import decode_allowed
+from shared.topics import CUSTOMER_ALLOWED, TOUCH_DLQ
 
 log = logging.getLogger(__name__)
 Offsets = Mapping[TopicPartition, int]
 
 
+def readable(record: ConsumerRecord[bytes, bytes]) -> AllowedItem | str:
+    """The record for the projector, or why it cannot be read.
+
+    The fast reader trusts the consent filter's output; when it fails, the validating decoder either
+    says precisely what is wrong or, should the fast reader be the one at fault, reads the record.
+    """
+    try:
+        return parse_allowed(record.value or b"")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        try:
+            return item_of(decode_allowed(record.value or b""))
+        except ValidationError as error:
+            return str(error)
+
+
 class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
     """One batch in the database at a time, its offsets committed once it is."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, store: TimelineStore) -> None:
-        self.consumer, self.store = consumer, store
+    def __init__(self, consumer: AIOKafkaConsumer, store: TimelineStore, dead_letters: DeadLetters) -> None:
+        self.consumer, self.store, self.dead_letters = consumer, store, dead_letters
         self.writing: asyncio.Task[None] | None = None
 
     async def write(self, plan: BatchPlan, offsets: Offsets, received: list[float]) -> None:
@@ -68,11 +86,24 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         return None
 
+    async def _readable(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[AllowedItem]:
+        items = []
+        for record in records:
+            item = readable(record)
+            if isinstance(item, str):
+                # Parked with the reason, never skipped silently, and never allowed to stop the projector.
+                UNREADABLE.inc()
+                await self.dead_letters.park(record, item)
+            else:
+                items.append(item)
+        return items
+
     async def poll_once(self, batch_max: int) -> None:
         polled = await self.consumer.getmany(timeout_ms=100, max_records=batch_max)
         if not polled:
             return
-        per_partition = [[parse_allowed(record.value) for record in batch] for batch in polled.values()]
+        per_partition = [await self._readable(batch) for batch in polled.values()]
+        per_partition = [batch for batch in per_partition if batch]
         items = [item for batch in per_partition for item in batch]
         plan = plan_batch(items)  # while the previous batch is still being written
         offsets = {tp: batch[-1].offset + 1 for tp, batch in polled.items()}
@@ -99,8 +130,10 @@ async def run_projector(settings: TimelineSettings) -> None:
         session_timeout_ms=int(settings.stream_session_timeout_seconds * 1000),
         heartbeat_interval_ms=int(settings.stream_session_timeout_seconds * 200),
     )
-    projector = Projector(consumer, TimelineStore(pool))
+    producer = create_producer(settings)
+    projector = Projector(consumer, TimelineStore(pool), DeadLetters(producer, settings.topic(TOUCH_DLQ)))
     consumer.subscribe([settings.topic(CUSTOMER_ALLOWED)], listener=projector)
+    await producer.start()
     await consumer.start()
     try:
         while True:
@@ -108,4 +141,5 @@ async def run_projector(settings: TimelineSettings) -> None:
     finally:
         await projector.finish_writing()
         await consumer.stop()
+        await producer.stop()
         await pool.close()

@@ -185,8 +185,9 @@ async def test_touches_not_allowed_for_marketing_never_reach_a_segment(
 
 
 async def test_an_unreadable_record_is_parked_and_the_valid_ones_beside_it_still_count(
-    segments: httpx.AsyncClient, kafka: TouchlineSettings, unique: str
+    segments: httpx.AsyncClient, timeline_projector: ServiceProcess, kafka: TouchlineSettings, unique: str
 ) -> None:
+    """Both readers of the allowed stream, the evaluator and the timeline projector, park it and go on."""
     kind, customer = f"visit.u{unique}", f"bad-{unique}"
     await define(segments, f"seen-{unique}", {"count": {"type": kind, "within": "1d"}, "gte": 1})
     garbage = (customer.encode(), b'{"kind": "allowed", "event": 42}')
@@ -195,10 +196,17 @@ async def test_an_unreadable_record_is_parked_and_the_valid_ones_beside_it_still
     parked = await consume_until(
         kafka.kafka_bootstrap,
         kafka.topic(TOUCH_DLQ),
-        lambda kept: len(kept) >= 1,
+        lambda kept: len(kept) >= 2,
         keep=lambda record: record.value == garbage[1],
     )
-    headers = dict(parked[0].headers)
-    assert headers["origin"].decode().startswith(kafka.topic(CUSTOMER_ALLOWED))
-    assert b"event" in headers["error"]
+    for record in parked:
+        headers = dict(record.headers)
+        assert headers["origin"].decode().startswith(kafka.topic(CUSTOMER_ALLOWED))
+        assert b"event" in headers["error"]
     await eventually(lambda: members(segments, f"seen-{unique}"), lambda found: customer in found)
+    app = timeline_app(TimelineSettings())
+    async with asgi_client(app) as timeline:
+        await eventually(
+            lambda: timeline.get(f"/v1/customers/{customer}/timeline", headers=READER),
+            lambda response: response.status_code == 200,
+        )
