@@ -117,7 +117,7 @@ async def read_timeline(
         customer_id, limit + 1, after, split_values(types), split_values(channels), since, until
     )
     rows = await store.page(query)
-    if not rows and after is None and await store.profile(customer_id) is None:
+    if rows is None:
         return _unknown(customer_id)
     page = rows[:limit]
     next_cursor = Cursor(page[-1].occurred_at, page[-1].event_id).encode() if len(rows) > limit else None

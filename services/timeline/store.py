@@ -113,10 +113,34 @@ class TimelineStore:
             stored: int = await connection.fetchval(_INSERT_AND_SUMMARISE.format(g=g))
             return stored
 
-    async def page(self, query: PageQuery) -> list[TimelineRow]:
+    async def page(self, query: PageQuery) -> list[TimelineRow] | None:
+        """One page of a customer's timeline; None when nothing is held for them at all.
+
+        Both questions are answered from one snapshot: asked separately, a batch committing between
+        them made a customer look known yet empty.
+        """
+        async with (
+            self._pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            generation = _checked(await connection.fetchval("SELECT generation FROM timeline_active"))
+            rows = await self._page(connection, generation, query)
+            if rows or query.after is not None:
+                return rows
+            known = await connection.fetchval(
+                f"SELECT true FROM {generation}.profiles WHERE customer_id = $1", query.customer_id
+            )
+            return rows if known else None
+
+    async def _page(
+        self,
+        connection: "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]",
+        generation: str,
+        query: PageQuery,
+    ) -> list[TimelineRow]:
         after = query.after
-        rows = await self._pool.fetch(
-            _PAGE.format(g=await self.active_generation()),
+        rows = await connection.fetch(
+            _PAGE.format(g=generation),
             query.customer_id,
             after.occurred_at if after else None,
             after.event_id if after else None,

@@ -59,7 +59,7 @@ async def all_pages(store: TimelineStore, customer: str, limit: int, **filters: 
     while True:
         query = PageQuery(customer, limit, after, frozenset(), frozenset(), None, None)
         query = PageQuery(**{**query.__dict__, **filters})
-        rows = await store.page(query)
+        rows = await store.page(query) or []
         seen += [row.event_id for row in rows]
         if len(rows) < limit:
             return seen
@@ -141,7 +141,7 @@ async def test_paging_never_skips_or_repeats_while_events_keep_arriving(
     initial = {f"{unique}-old-{m}" for m in range(30)}
     seen, after, arrivals = [], None, 0
     while True:
-        rows = await store.page(PageQuery(customer, 4, after, frozenset(), frozenset(), None, None))
+        rows = await store.page(PageQuery(customer, 4, after, frozenset(), frozenset(), None, None)) or []
         seen += [row.event_id for row in rows]
         if len(rows) < 4:
             break
@@ -183,3 +183,11 @@ async def test_a_rebuilt_generation_replaces_the_active_one_atomically(
     assert await store.active_generation() == generation
     assert await all_pages(store, customer, 10) == [f"{unique}-caught-up", f"{unique}-rebuilt"]
     await store.drop_generation(previous)
+
+
+async def test_a_customer_with_nothing_held_is_unknown_not_empty(store: TimelineStore, unique: str) -> None:
+    query = PageQuery(f"nobody-{unique}", 4, None, frozenset(), frozenset(), None, None)
+    assert await store.page(query) is None
+    await store.apply_batch(plan([touch(f"{unique}-1", f"nobody-{unique}", 1)]))
+    filtered = PageQuery(f"nobody-{unique}", 4, None, frozenset({"no.such.type"}), frozenset(), None, None)
+    assert await store.page(filtered) == []  # known, but nothing matches the filter
