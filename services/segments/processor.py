@@ -15,13 +15,13 @@ from functools import partial
 from typing import NamedTuple, cast
 
 import faust
-from aiokafka import TopicPartition
 from faust.types import StreamT
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
+from services.segments.definitions import DefinitionsFeed
 from services.segments.domain import CustomerState, Input, Outcome, decide, next_change_at, point_of, settle
-from services.segments.evaluation import MICROS, Definitions, with_definition
+from services.segments.evaluation import MICROS, Definitions
 from services.segments.metrics import (
     BATCH_SIZE,
     END_TO_END_SECONDS,
@@ -44,12 +44,11 @@ from shared.events import (
     MembershipTransition,
     SegmentMembershipChange,
 )
-from shared.kafka import BrokerUnavailable, DurablePublisher, create_consumer
+from shared.kafka import BrokerUnavailable, DurablePublisher
 from shared.purposes import may_project, must_erase
-from shared.rules import SegmentDefinition
-from shared.serialization import decode, decode_allowed, encode
+from shared.serialization import decode_allowed, encode
 from shared.streams import create_stream_app, raw_topic
-from shared.topics import CUSTOMER_ALLOWED, SEGMENT_DEFINITIONS, SEGMENT_MEMBERSHIP, TOUCH_DLQ
+from shared.topics import CUSTOMER_ALLOWED, SEGMENT_MEMBERSHIP, TOUCH_DLQ
 
 log = logging.getLogger(__name__)
 SETTLE_BATCH = 500
@@ -65,49 +64,6 @@ class Clock:
     def now(self) -> int:
         self.last = max(time.time_ns() // 1000, self.last + 1)
         return self.last
-
-
-class DefinitionsFeed:
-    """Every segment definition, read by each worker from the whole segment.definitions topic."""
-
-    def __init__(self) -> None:
-        self.definitions = Definitions()
-        self.loaded = asyncio.Event()  # read up to where the topic ended at start-up
-        self.changed = asyncio.Event()
-        self._advanced = asyncio.Condition()
-
-    async def reached(self, revision: int) -> None:
-        async with self._advanced:
-            await self._advanced.wait_for(lambda: self.definitions.revision >= revision)
-
-    async def follow(self, settings: SegmentsSettings) -> None:
-        partition = TopicPartition(settings.topic(SEGMENT_DEFINITIONS), 0)
-        consumer = create_consumer(settings, group_id=None)
-        consumer.assign([partition])
-        await consumer.start()
-        try:
-            await consumer.seek_to_beginning(partition)
-            end = (await consumer.end_offsets([partition]))[partition]
-            while True:
-                for record in (await consumer.getmany(partition, timeout_ms=500)).get(partition, []):
-                    await self._apply(record.value or b"", record.offset)
-                if await consumer.position(partition) >= end:
-                    self.loaded.set()
-        finally:
-            await consumer.stop()
-
-    async def _apply(self, value: bytes, offset: int) -> None:
-        try:
-            definition = decode(SegmentDefinition, value)
-        except ValidationError as error:
-            # Only the segments API writes this topic: a record it cannot read is a bug to see, not stop on.
-            UNREADABLE.inc()
-            log.error("unreadable segment definition", extra={"offset": offset, "error": str(error)})
-            return
-        async with self._advanced:
-            self.definitions = with_definition(self.definitions, definition, offset)
-            self._advanced.notify_all()
-        self.changed.set()
 
 
 class Received(NamedTuple):

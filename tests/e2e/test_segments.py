@@ -104,32 +104,31 @@ async def test_a_new_or_changed_segment_is_evaluated_for_known_customers_at_once
     await changes_until(kafka, {once, twice}, 2)  # both entered the watcher: both are known now
 
     segment = f"repeat-{unique}"
+
+    async def changes_of_segment(count: int) -> set[tuple[str, str, str, int]]:
+        """The segment's changes once the two customers have `count` in all (partitions interleave
+        freely, so only each customer's own order is fixed)."""
+        changes = await changes_until(kafka, {once, twice}, count)
+        return {
+            (c.customer_id, c.transition.value, c.reason.value, c.segment_version)
+            for c in changes
+            if c.segment_id == segment
+        }
+
     await define(segments, segment, {"count": {"type": kind, "within": "1d"}, "gte": 2})
-    backfilled = (await changes_until(kafka, {once, twice}, 3))[2]
-    assert (backfilled.customer_id, backfilled.segment_id, backfilled.transition, backfilled.reason) == (
-        twice,
-        segment,
-        "entered",
-        "definition_changed",
-    )
+    assert await changes_of_segment(3) == {(twice, "entered", "definition_changed", 1)}
 
     loosened = {"name": "any buyer", "rule": {"count": {"type": kind, "within": "1d"}, "gte": 1}}
     assert (await segments.put(f"/v1/segments/{segment}", json=loosened, headers=ADMIN)).status_code == 200
-    update = (await changes_until(kafka, {once, twice}, 4))[3]
-    assert (update.customer_id, update.transition, update.reason, update.segment_version) == (
-        once,
-        "entered",
-        "definition_changed",
-        2,
-    )
+    assert await changes_of_segment(4) == {
+        (twice, "entered", "definition_changed", 1),
+        (once, "entered", "definition_changed", 2),  # twice was a member under both: no new event
+    }
     assert sorted(await members(segments, segment)) == sorted([once, twice])
 
     assert (await segments.delete(f"/v1/segments/{segment}", headers=ADMIN)).status_code == 202
-    exits = (await changes_until(kafka, {once, twice}, 6))[4:]
-    assert {(c.customer_id, c.transition, c.reason) for c in exits} == {
-        (once, "exited", "segment_deleted"),
-        (twice, "exited", "segment_deleted"),
-    }
+    exits = {change for change in await changes_of_segment(6) if change[1] == "exited"}
+    assert exits == {(once, "exited", "segment_deleted", 3), (twice, "exited", "segment_deleted", 3)}
     customer_view = (await segments.get(f"/v1/customers/{twice}/segments", headers=READER)).json()
     assert [s["segment_id"] for s in customer_view["segments"]] == [watcher]
 
