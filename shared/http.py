@@ -1,10 +1,11 @@
 """What every Touchline HTTP API shares: one error shape, health endpoints and /metrics."""
 
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
+import asyncpg
 from fastapi import APIRouter, FastAPI, Path, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -12,7 +13,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth import principals
+from shared.db import create_pool
 from shared.errors import Problem, problems_from
+from shared.kafka import RecordPublisher
 from shared.metrics import render_metrics
 from shared.settings import TouchlineSettings
 
@@ -115,4 +118,37 @@ def create_service_app(
     app.state.settings, app.state.api_keys = settings, principals(settings.api_keys)
     install_common(app, readiness)
     app.include_router(router)
+    return app
+
+
+class ReadyStore(Protocol):
+    async def ready(self) -> bool: ...
+
+
+def create_publishing_app(
+    settings: TouchlineSettings,
+    title: str,
+    description: str,
+    router: APIRouter,
+    store: Callable[[asyncpg.Pool], ReadyStore],
+    publisher: RecordPublisher,
+) -> FastAPI:
+    """A service app that writes through `publisher` and reads through `store` on its own pool: both
+    live as long as the app, and /readyz asks both."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(settings.pg_dsn.get_secret_value())
+        app.state.store = store(pool)
+        try:
+            yield
+        finally:
+            await publisher.close()
+            await pool.close()
+
+    async def ready() -> bool:
+        return await publisher.ready() and await app.state.store.ready()
+
+    app = create_service_app(settings, title, description, router, lifespan, ready)
+    app.state.publisher = publisher
     return app

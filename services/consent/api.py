@@ -1,7 +1,5 @@
 """HTTP edge of consent: record changes and erasures into the customer log, read status and audit trail."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -13,12 +11,11 @@ from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
 from shared.auth import Principal, require_scope
 from shared.cursors import decode_cursor, encode_cursor
-from shared.db import create_pool
 from shared.events import ConsentChange, ConsentStatus, Purpose
 from shared.http import (
     CustomerIdPath,
     ErrorBody,
-    create_service_app,
+    create_publishing_app,
     error_response,
     from_state,
     invalid_parameter,
@@ -199,29 +196,11 @@ async def erase_customer(
 
 
 def create_app(settings: ConsentSettings, publisher: RecordPublisher | None = None) -> FastAPI:
-    publisher = publisher or DurablePublisher(settings, settings.consent_publish_timeout_seconds)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.pg_dsn.get_secret_value())
-        app.state.store = ConsentStore(pool)
-        try:
-            yield
-        finally:
-            await publisher.close()
-            await pool.close()
-
-    async def ready() -> bool:
-        store: ConsentStore = app.state.store
-        return await publisher.ready() and await store.ready()
-
-    app = create_service_app(
+    return create_publishing_app(
         settings,
         "Touchline consent",
         "Consent per customer and purpose (`profiling`, `marketing`), erasure, audit trail.",
         router,
-        lifespan,
-        ready,
+        ConsentStore,
+        publisher or DurablePublisher(settings, settings.consent_publish_timeout_seconds),
     )
-    app.state.publisher = publisher
-    return app

@@ -1,7 +1,6 @@
 """HTTP edge of segments: definitions for marketing (segments:admin), membership reads (segments:read)."""
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,13 +13,12 @@ from services.segments.settings import SegmentsSettings
 from services.segments.store import SegmentStore, StoredDefinition
 from shared.auth import Principal, require_scope
 from shared.cursors import decode_cursor, encode_cursor
-from shared.db import create_pool
 from shared.errors import Problem
 from shared.events import Identifier
 from shared.http import (
     CustomerIdPath,
     ErrorBody,
-    create_service_app,
+    create_publishing_app,
     error_response,
     from_state,
     invalid_parameter,
@@ -322,32 +320,14 @@ async def customer_segments(customer_id: CustomerIdPath, _: Reader, store: Store
 
 
 def create_app(settings: SegmentsSettings, publisher: RecordPublisher | None = None) -> FastAPI:
-    publisher = publisher or DurablePublisher(settings, settings.segments_publish_timeout_seconds)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.pg_dsn.get_secret_value())
-        app.state.store = SegmentStore(pool)
-        try:
-            yield
-        finally:
-            await publisher.close()
-            await pool.close()
-
-    async def ready() -> bool:
-        store: SegmentStore = app.state.store
-        return await publisher.ready() and await store.ready()
-
     router = APIRouter()
     router.include_router(definitions)
     router.include_router(membership)
-    app = create_service_app(
+    return create_publishing_app(
         settings,
         "Touchline segments",
         "Segment definitions, live membership, and the `segment.membership` changes campaign tools consume.",
         router,
-        lifespan,
-        ready,
+        SegmentStore,
+        publisher or DurablePublisher(settings, settings.segments_publish_timeout_seconds),
     )
-    app.state.publisher = publisher
-    return app
