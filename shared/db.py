@@ -22,6 +22,14 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
+async def answers(pool: asyncpg.Pool) -> bool:
+    """Whether the database answers a query: the readiness check of every store."""
+    try:
+        return await pool.fetchval("SELECT true") is True
+    except (OSError, asyncpg.PostgresError):
+        return False
+
+
 def migrate(dsn: str, source: Path = MIGRATIONS) -> list[str]:
     """Apply the migrations not applied yet, under yoyo's lock; returns their ids."""
     backend = get_backend(dsn.replace("postgresql://", "postgresql+psycopg://", 1))

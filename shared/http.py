@@ -19,8 +19,10 @@ from shared.kafka import RecordPublisher
 from shared.metrics import render_metrics
 from shared.settings import TouchlineSettings
 
-# Every customer-scoped route takes the same path parameter, validated as the wire contract's identifier.
-CustomerIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+# Ids in paths (customers, segments) are validated as the wire contract's Identifier; every customer-scoped
+# route takes the same one.
+IdentifierPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+CustomerIdPath = IdentifierPath
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 

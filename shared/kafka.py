@@ -167,6 +167,15 @@ async def send_partitioned(
     return pending
 
 
+def parked_headers(error: str, origin: str) -> list[tuple[str, bytes]]:
+    """Why, when and from where (`topic/partition/offset`) a stream processor parked a record."""
+    return [
+        ("error", error.encode()),
+        ("failed_at", datetime.now(UTC).isoformat().encode()),
+        ("origin", origin.encode()),
+    ]
+
+
 class DeadLetters:
     """Parks records a stream processor cannot read: original key and bytes, with why, when and whence."""
 
@@ -174,9 +183,5 @@ class DeadLetters:
         self.producer, self.topic = producer, topic
 
     async def park(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
-        headers = [
-            ("error", error.encode()),
-            ("failed_at", datetime.now(UTC).isoformat().encode()),
-            ("origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-        ]
+        headers = parked_headers(error, f"{record.topic}/{record.partition}/{record.offset}")
         await (await self.producer.send(self.topic, record.value, key=record.key, headers=headers))

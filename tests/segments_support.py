@@ -19,6 +19,7 @@ def allowed_touch(
     type_: str,
     at: datetime,
     purposes: frozenset[Purpose] = FOR_SEGMENTS,
+    channel: str = "web",
     **properties: object,
 ) -> tuple[bytes, bytes]:
     event = TouchEvent.model_validate(
@@ -26,7 +27,7 @@ def allowed_touch(
             "event_id": event_id,
             "customer_id": customer,
             "type": type_,
-            "channel": "web",
+            "channel": channel,
             "occurred_at": at,
             "properties": properties,
             "received_at": datetime.now(UTC),

@@ -14,6 +14,7 @@ from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
 from shared.db import create_pool, until_committed
 from shared.events import AllowedTouch, ConsentChange, CustomerLogRecord, Purpose, TouchEvent
+from shared.kafka import parked_headers
 from shared.serialization import decode_customer_log, encode
 from shared.streams import create_stream_app, raw_topic
 from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, CUSTOMER_PARTITIONS, TOUCH_DLQ
@@ -61,7 +62,7 @@ def create_processor(settings: ConsentSettings) -> faust.App:
                 # Only Touchline writes the customer log: park an unreadable record, never skip it silently.
                 UNREADABLE.inc()
                 origin = f"{message.topic}/{message.partition}/{message.offset}"
-                headers = [("error", str(error).encode()), ("origin", origin.encode())]
+                headers = parked_headers(str(error), origin)
                 await dead_letters.send(key=message.key, value=message.value, headers=headers)
                 continue
             decision: Decision = filter_record(

@@ -6,6 +6,7 @@ Idempotent by ON CONFLICT (change_id): the filter may write the same change agai
 import asyncpg
 
 from services.consent.domain import RecordedChange
+from shared.db import answers
 from shared.events import ConsentChange, ConsentStatus, Purpose
 
 
@@ -71,7 +72,4 @@ class ConsentStore:
         return [_recorded(row) for row in rows]
 
     async def ready(self) -> bool:
-        try:
-            return await self._pool.fetchval("SELECT true") is True
-        except (OSError, asyncpg.PostgresError):
-            return False
+        return await answers(self._pool)

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, status
+from fastapi import APIRouter, Depends, FastAPI, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -18,6 +18,7 @@ from shared.events import Identifier
 from shared.http import (
     CustomerIdPath,
     ErrorBody,
+    IdentifierPath,
     create_publishing_app,
     error_response,
     from_state,
@@ -33,7 +34,6 @@ Reader = Annotated[Principal, Depends(require_scope("segments:read"))]
 Settings = Annotated[SegmentsSettings, Depends(from_state("settings"))]
 Publisher = Annotated[RecordPublisher, Depends(from_state("publisher"))]
 Store = Annotated[SegmentStore, Depends(from_state("store"))]
-SegmentIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 CursorQuery = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 
@@ -210,7 +210,7 @@ async def create_segment(
 
 @definitions.put("/{segment_id}", response_model=SegmentView, responses=CHANGES | NOT_FOUND)
 async def update_segment(
-    segment_id: SegmentIdPath,
+    segment_id: IdentifierPath,
     update: SegmentUpdate,
     _: Admin,
     settings: Settings,
@@ -236,7 +236,7 @@ async def update_segment(
     responses=CHANGES | NOT_FOUND,
 )
 async def delete_segment(
-    segment_id: SegmentIdPath, _: Admin, settings: Settings, store: Store, publisher: Publisher
+    segment_id: IdentifierPath, _: Admin, settings: Settings, store: Store, publisher: Publisher
 ) -> Any:
     """Delete the segment: every member gets `exited` (reason `segment_deleted`) within moments. The id
     can be defined again later; its versions continue from the deleted one."""
@@ -255,20 +255,28 @@ def _answer(result: StoredDefinition | JSONResponse) -> Any:
     return result if isinstance(result, JSONResponse) else _view(result)
 
 
-@definitions.get("", response_model=SegmentPage, responses=ERRORS)
-async def list_segments(_: Admin, store: Store, limit: Limit = 100, cursor: CursorQuery = None) -> Any:
-    """Every live segment, by id."""
+def _after(cursor: str | None) -> str | JSONResponse:
+    """The id a page starts after (both pages here are by id), or the 422 for a cursor not ours."""
     try:
         (after,) = decode_cursor(cursor, 1) if cursor else ("",)
     except ValueError as error:
         return invalid_parameter("cursor", str(error))
-    page = await store.definitions(str(after), limit + 1)
+    return str(after)
+
+
+@definitions.get("", response_model=SegmentPage, responses=ERRORS)
+async def list_segments(_: Admin, store: Store, limit: Limit = 100, cursor: CursorQuery = None) -> Any:
+    """Every live segment, by id."""
+    after = _after(cursor)
+    if isinstance(after, JSONResponse):
+        return after
+    page = await store.definitions(after, limit + 1)
     next_cursor = encode_cursor(page[limit - 1].segment_id) if len(page) > limit else None
     return SegmentPage(segments=[_view(stored) for stored in page[:limit]], next_cursor=next_cursor)
 
 
 @definitions.get("/{segment_id}", response_model=SegmentView, responses=ERRORS | NOT_FOUND)
-async def read_segment(segment_id: SegmentIdPath, _: Admin, store: Store) -> Any:
+async def read_segment(segment_id: IdentifierPath, _: Admin, store: Store) -> Any:
     """One segment's current version."""
     stored = await store.definition(segment_id)
     return _view(stored) if stored else _not_found(segment_id)
@@ -276,16 +284,15 @@ async def read_segment(segment_id: SegmentIdPath, _: Admin, store: Store) -> Any
 
 @membership.get("/v1/segments/{segment_id}/members", response_model=MembersPage, responses=ERRORS | NOT_FOUND)
 async def segment_members(
-    segment_id: SegmentIdPath, _: Reader, store: Store, limit: Limit = 100, cursor: CursorQuery = None
+    segment_id: IdentifierPath, _: Reader, store: Store, limit: Limit = 100, cursor: CursorQuery = None
 ) -> Any:
     """Current members, by customer id; follow `next_cursor` for the next page."""
-    try:
-        (after,) = decode_cursor(cursor, 1) if cursor else ("",)
-    except ValueError as error:
-        return invalid_parameter("cursor", str(error))
+    after = _after(cursor)
+    if isinstance(after, JSONResponse):
+        return after
     if not await store.definition(segment_id):
         return _not_found(segment_id)
-    page = await store.members(segment_id, str(after), limit + 1)
+    page = await store.members(segment_id, after, limit + 1)
     members = [
         MemberView(customer_id=m.customer_id, segment_version=m.version, entered_at=m.entered_at)
         for m in page[:limit]
@@ -297,7 +304,7 @@ async def segment_members(
 @membership.get(
     "/v1/segments/{segment_id}/stats", response_model=SegmentStatsView, responses=ERRORS | NOT_FOUND
 )
-async def segment_stats(segment_id: SegmentIdPath, _: Reader, store: Store) -> Any:
+async def segment_stats(segment_id: IdentifierPath, _: Reader, store: Store) -> Any:
     """Member count, and how many entered and exited in the last hour and day."""
     stored = await store.definition(segment_id)
     if not stored:

@@ -44,7 +44,7 @@ from shared.events import (
     MembershipTransition,
     SegmentMembershipChange,
 )
-from shared.kafka import BrokerUnavailable, DurablePublisher
+from shared.kafka import BrokerUnavailable, DurablePublisher, parked_headers
 from shared.purposes import may_project, must_erase
 from shared.serialization import decode_allowed, encode
 from shared.streams import create_stream_app, raw_topic
@@ -69,6 +69,7 @@ class Clock:
 class Received(NamedTuple):
     partition: int
     offset: int
+    key: bytes | None
     value: bytes
 
 
@@ -271,9 +272,8 @@ async def _measure_state(store: SegmentStore) -> None:
 
 
 async def _park(dead_letters: faust.TopicT, source: str, record: Received, error: str) -> None:
-    origin = f"{source}/{record.partition}/{record.offset}"
-    headers = [("error", error.encode()), ("origin", origin.encode())]
-    await dead_letters.send(value=record.value, headers=headers)
+    headers = parked_headers(error, f"{source}/{record.partition}/{record.offset}")
+    await dead_letters.send(key=record.key, value=record.value, headers=headers)
 
 
 def create_processor(settings: SegmentsSettings) -> faust.App:
@@ -318,7 +318,8 @@ def create_processor(settings: SegmentsSettings) -> faust.App:
         )
         async for events in batches:
             records = [
-                Received(e.message.partition, e.message.offset, e.message.value or b"") for e in events
+                Received(e.message.partition, e.message.offset, e.message.key, e.message.value or b"")
+                for e in events
             ]
             BATCH_SIZE.observe(len(records))
             await evaluators[0].evaluate_batch(records)

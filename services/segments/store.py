@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 
 from services.segments.domain import Change, CustomerState, Outcome
 from services.segments.evaluation import MICROS, Point
-from shared.db import TRANSIENT
+from shared.db import answers
 from shared.events import MembershipTransition
 from shared.rules import Rule, SegmentDefinition
 
@@ -46,6 +46,7 @@ SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bi
 ON CONFLICT (customer_id) DO UPDATE SET digest = excluded.digest, evaluated_at = excluded.evaluated_at,
     revision = excluded.revision, next_change_at = excluded.next_change_at
 """
+_FORGET_CUSTOMERS = "DELETE FROM segment_customers WHERE customer_id = ANY($1::text[])"
 _UPSERT_MEMBERS = """
 INSERT INTO segment_members (segment_id, customer_id, version, entered_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[])
@@ -104,8 +105,8 @@ def member_writes(before: CustomerState | None, after: Outcome) -> MemberWrites:
     return writes
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    return [[row[i] for row in rows] for i in range(width)]
+def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class Evaluation:
@@ -144,6 +145,8 @@ class Evaluation:
 
     async def _load(self, query: str, *arguments: Any) -> dict[str, CustomerState]:
         rows = await self.connection.fetch(query, *arguments)
+        if not rows:
+            return {}
         members: dict[str, dict[str, int]] = {row["customer_id"]: {} for row in rows}
         for member in await self.connection.fetch(_MEMBERS_OF, list(members)):
             members[member["customer_id"]][member["segment_id"]] = member["version"]
@@ -172,18 +175,19 @@ class Evaluation:
             (s.customer_id, encode_digest(s.points), s.evaluated_at, s.revision, next_change_at(s))
             for s in kept
         ]
-        await self.connection.execute(_UPSERT_CUSTOMERS, *_columns(rows, 5))
-        await self.connection.execute(
-            "DELETE FROM segment_customers WHERE customer_id = ANY($1::text[])", forgotten
-        )
         writes = [member_writes(before.get(customer), o) for customer, o in outcomes.items()]
-        await self.connection.execute(_DELETE_MEMBERS, *_columns([r for w in writes for r in w.left], 2))
-        await self.connection.execute(_UPSERT_MEMBERS, *_columns([r for w in writes for r in w.entered], 4))
-        await self.connection.execute(_UPDATE_VERSIONS, *_columns([r for w in writes for r in w.versions], 3))
-        changes = [change for o in outcomes.values() for change in o.changes]
-        await self.connection.execute(
-            _INSERT_CHANGES, *_columns([_change_row(c, received_at) for c in changes], 8)
-        )
+        changes = [_change_row(c, received_at) for o in outcomes.values() for c in o.changes]
+        await self._write(_UPSERT_CUSTOMERS, rows)
+        await self._write(_FORGET_CUSTOMERS, [(customer,) for customer in forgotten])
+        await self._write(_DELETE_MEMBERS, [r for w in writes for r in w.left])
+        await self._write(_UPSERT_MEMBERS, [r for w in writes for r in w.entered])
+        await self._write(_UPDATE_VERSIONS, [r for w in writes for r in w.versions])
+        await self._write(_INSERT_CHANGES, changes)
+
+    async def _write(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement over column arrays; none at all for no rows (the timer mostly finds none)."""
+        if rows:
+            await self.connection.execute(statement, *_columns(rows))
 
 
 def _change_row(change: Change, received_at: Mapping[int, datetime]) -> tuple[Any, ...]:
@@ -293,11 +297,7 @@ class SegmentStore:
         return [CustomerMembership(*row) for row in rows]
 
     async def ready(self) -> bool:
-        try:
-            await self.pool.fetchval("SELECT 1")
-        except TRANSIENT:
-            return False
-        return True
+        return await answers(self.pool)
 
 
 _DEFINITION = (

@@ -12,15 +12,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.segments.api import create_app
 from services.segments.settings import SegmentsSettings
-from shared.events import AllowedTouch, Purpose, SegmentMembershipChange, TouchEvent
+from shared.events import SegmentMembershipChange
 from shared.kafka import create_producer, send_partitioned
-from shared.serialization import decode, decode_allowed, encode
+from shared.serialization import decode, decode_allowed
 from shared.settings import TouchlineSettings
 from shared.topics import CUSTOMER_ALLOWED, SEGMENT_MEMBERSHIP
 from tests.bench.common import Rate, bench_database, bench_topics, measure, percentile
 from tests.bench.timeline import end_offsets
 from tests.helpers import asgi_client, worker
-from tests.segments_support import evaluated_position
+from tests.segments_support import allowed_touch, evaluated_position
 
 CUSTOMERS = 100_000
 ROUNDS = 3  # each round: one touch for every customer, as a backlog
@@ -74,20 +74,6 @@ def twenty_segments() -> list[dict[str, Any]]:
     return segments
 
 
-def touch(customer: str, event_id: str, kind: str, channel: str, at: datetime, **properties: Any) -> bytes:
-    event = TouchEvent(
-        event_id=event_id,
-        customer_id=customer,
-        type=kind,
-        channel=channel,
-        occurred_at=at,
-        received_at=datetime.now(UTC),
-        source="bench",
-        properties=properties,
-    )
-    return encode(AllowedTouch(event=event, purposes=frozenset({Purpose.PROFILING, Purpose.MARKETING})))
-
-
 def backlog(round_number: int) -> list[tuple[bytes, bytes]]:
     rng = random.Random(round_number)
     now = datetime.now(UTC)
@@ -96,16 +82,17 @@ def backlog(round_number: int) -> list[tuple[bytes, bytes]]:
         customer = f"b-{number:06d}"
         kind, channel = rng.choice(KINDS)
         at = now - timedelta(minutes=rng.randrange(60 * 24 * 30))
-        value = touch(
-            customer,
-            f"r{round_number}-{number}",
-            kind,
-            channel,
-            at,
-            amount=round(rng.uniform(5, 300), 2),
-            path=rng.choice(["/", "/sale", "/cart"]),
+        records.append(
+            allowed_touch(
+                customer,
+                f"r{round_number}-{number}",
+                kind,
+                at,
+                channel=channel,
+                amount=round(rng.uniform(5, 300), 2),
+                path=rng.choice(["/", "/sale", "/cart"]),
+            )
         )
-        records.append((customer.encode(), value))
     return records
 
 
@@ -170,7 +157,7 @@ async def probe_latency(settings: TouchlineSettings) -> list[float]:
         topic, started = settings.topic(CUSTOMER_ALLOWED), time.perf_counter()
         for number in range(PROBES):
             customer = f"b-{number * 31 % CUSTOMERS:06d}"
-            value = touch(customer, f"probe-{number}", "probe", "web", datetime.now(UTC))
+            _, value = allowed_touch(customer, f"probe-{number}", "probe", datetime.now(UTC))
             sent[customer] = decode_allowed(value).event.received_at.timestamp()  # type: ignore[union-attr]
             await send_partitioned(producer, topic, [(customer.encode(), value)])
             await asyncio.sleep(max(0.0, started + (number + 1) / PROBES_PER_SECOND - time.perf_counter()))
