@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -147,6 +147,27 @@ WORKER_ENV = {
     # The broker's smallest session timeout: a killed worker's partitions move on quickly.
     "TOUCHLINE_STREAM_SESSION_TIMEOUT_SECONDS": "6",
 }
+
+
+class DeployedProcess(NamedTuple):
+    """One line of deploy/processes.txt."""
+
+    name: str
+    module: str
+    command: str
+    settings: dict[str, str]
+
+
+def deploy_processes() -> list[DeployedProcess]:
+    """Every long-running process as deploy/processes.txt lists it, for tests that start them all."""
+    processes = []
+    for line in (ROOT / "deploy/processes.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, module, command, _, *settings = line.split()
+            processes.append(
+                DeployedProcess(name, module, command, dict(item.split("=", 1) for item in settings))
+            )
+    return processes
 
 
 def worker(module: str, name: str, env: dict[str, str], logs: Path) -> ServiceProcess:

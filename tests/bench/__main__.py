@@ -5,13 +5,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.bench import ingest, segments, timeline
+from tests.bench import consent, ingest, pipeline, segments, timeline
 
 
 async def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="touchline-bench-"))
     only = set(sys.argv[1:])  # `python -m tests.bench timeline` runs one benchmark
-    for name, bench in (("ingest", ingest), ("timeline", timeline), ("segments", segments)):
+    for name, bench in (
+        ("ingest", ingest),
+        ("timeline", timeline),
+        ("segments", segments),
+        ("consent", consent),
+        ("pipeline", pipeline),
+    ):
         if not only or name in only:
             print("\n".join(await bench.run(log_dir)), flush=True)
     print(f"(service logs: {log_dir})", file=sys.stderr)

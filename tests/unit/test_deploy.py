@@ -10,6 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.helpers import deploy_processes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,8 +21,7 @@ def compose() -> dict[str, Any]:
 
 
 def processes() -> list[tuple[str, str, str]]:
-    lines = (ROOT / "deploy/processes.txt").read_text().splitlines()
-    return [tuple(line.split()[:3]) for line in lines if line.strip() and not line.startswith("#")]  # type: ignore[misc]
+    return [(process.name, process.module, process.command) for process in deploy_processes()]
 
 
 def test_compose_file_is_valid_against_the_compose_specification() -> None:

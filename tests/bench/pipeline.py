@@ -1,0 +1,437 @@
+"""The whole pipeline, every process started as `make run` starts them, on one broker and one database.
+
+- sustained: N touches over C customers with consent changes mixed in, posted over HTTP as fast as the
+  client goes; timed from the first POST until the last touch of every partition is in the timeline and
+  its membership change is on segment.membership (a sentinel touch per partition, posted last: order per
+  partition is kept by every stage, so its arrival means everything before it arrived);
+- the pipeline ratio: that rate / the rate of HTTP ingest alone (the same touches, the same client, an
+  ingest API on topics nothing reads) in the same run;
+- latency at a fixed offered load: one probe touch per batch, HTTP 202 -> its timeline row committed and
+  HTTP 202 -> its segment.membership record;
+- CPU seconds per 1,000 touches of every process, Kafka and PostgreSQL included.
+
+Sizes come from TOUCHLINE_BENCH_PIPELINE_{TOUCHES,CUSTOMERS,ROUNDS,RATE,SECONDS}.
+"""
+
+import asyncio
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
+
+from shared.demo import DEMO_SEGMENTS, customer_journey
+from shared.topics import CUSTOMER_PARTITIONS, SEGMENT_MEMBERSHIP
+from tests.bench.common import Rate, bench_database, bench_topics, percentile
+from tests.bench.ingest import KeepAliveClient, free_port
+from tests.bench.stack import Stack, cpu_seconds, cpu_used, start_stack
+from tests.helpers import ROOT, ServiceProcess
+
+TOUCHES = int(os.environ.get("TOUCHLINE_BENCH_PIPELINE_TOUCHES", "100000"))
+CUSTOMERS = int(os.environ.get("TOUCHLINE_BENCH_PIPELINE_CUSTOMERS", "10000"))
+ROUNDS = int(os.environ.get("TOUCHLINE_BENCH_PIPELINE_ROUNDS", "3"))
+OFFERED_PER_SECOND = int(os.environ.get("TOUCHLINE_BENCH_PIPELINE_RATE", "2000"))
+OFFERED_SECONDS = int(os.environ.get("TOUCHLINE_BENCH_PIPELINE_SECONDS", "60"))
+BATCH = 100
+CONNECTIONS = 8
+TOUCHES_PER_CONSENT_CHANGE = 50
+KEY = "bench-admin"
+SCOPES = ["events:write", "timeline:read", "consent:write", "consent:read", "segments:admin", "segments:read"]
+RESULTS = ROOT / "bench/results/latest.json"
+PROBE_SEGMENTS = [
+    {
+        "id": "bench-sentinel",
+        "name": "sentinel",
+        "rule": {"count": {"type": "bench.sentinel", "within": "1d"}, "gte": 1},
+    },
+    {
+        "id": "bench-probe",
+        "name": "probe",
+        "rule": {"count": {"type": "bench.probe", "within": "1d"}, "gte": 1},
+    },
+]
+
+
+def request(method: str, path: str, body: bytes = b"") -> bytes:
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def touch(event_id: str, customer: str, kind: str, at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "customer_id": customer,
+        "type": kind,
+        "channel": "web",
+        "occurred_at": at.isoformat(),
+        "properties": {},
+    }
+
+
+WARM_UP = request(
+    "POST",
+    "/v1/events",
+    orjson.dumps([touch("warm-up", "warm-up", "page.viewed", datetime(2026, 1, 1, tzinfo=UTC))]),
+)
+
+
+def workload(round_number: int) -> list[dict[str, Any]]:
+    """TOUCHES demo touches over CUSTOMERS customers, customers interleaved as real traffic is."""
+    now = datetime.now(UTC)
+    journeys = [
+        iter(customer_journey(f"cust-{number:05d}", now, weeks=2, seed=round_number))
+        for number in range(1, CUSTOMERS + 1)
+    ]
+    touches: list[dict[str, Any]] = []
+    while len(touches) < TOUCHES and journeys:
+        alive = []
+        for journey in journeys:
+            event = next(journey, None)
+            if event is not None:
+                body = event.model_dump(mode="json")
+                body["event_id"] = f"r{round_number}-{body['event_id']}"
+                touches.append(body)
+                alive.append(journey)
+        journeys = alive
+    return touches[:TOUCHES]
+
+
+def consent_requests(round_number: int) -> list[bytes]:
+    """One consent change per TOUCHES_PER_CONSENT_CHANGE touches: mostly marketing opt-ins, some
+    opt-outs, a few erasures, as a data protection office and a preference centre send them."""
+    rng = random.Random(f"consent-{round_number}")
+    requests = []
+    for _ in range(TOUCHES // TOUCHES_PER_CONSENT_CHANGE):
+        customer = f"cust-{rng.randrange(1, CUSTOMERS + 1):05d}"
+        draw = rng.random()
+        if draw < 0.03:
+            requests.append(request("POST", f"/v1/customers/{customer}/erasure"))
+        else:
+            status = "granted" if draw < 0.8 else "denied"
+            body = orjson.dumps({"status": status})
+            requests.append(request("PUT", f"/v1/customers/{customer}/consent/marketing", body))
+    return requests
+
+
+def one_per_partition(prefix: str) -> list[str]:
+    """Customer ids whose records land on each of the customer-keyed partitions, one each."""
+    partitioner, partitions = DefaultPartitioner(), list(range(CUSTOMER_PARTITIONS))
+    found: dict[int, str] = {}
+    for number in range(10_000):
+        customer = f"{prefix}-{number}"
+        found.setdefault(partitioner(customer.encode(), partitions, partitions), customer)
+        if len(found) == CUSTOMER_PARTITIONS:
+            return list(found.values())
+    raise RuntimeError("no id found for some partition")
+
+
+class Clients:
+    """CONNECTIONS kept-alive connections to one API, each used by one request at a time."""
+
+    def __init__(self, clients: list[KeepAliveClient]) -> None:
+        self.free: asyncio.Queue[KeepAliveClient] = asyncio.Queue()
+        for client in clients:
+            self.free.put_nowait(client)
+        self.all = clients
+        self.retries = 0
+
+    @classmethod
+    async def connect(cls, port: int, count: int = CONNECTIONS) -> "Clients":
+        return cls([await KeepAliveClient.connect(port) for _ in range(count)])
+
+    async def send(self, raw: bytes, expected: int = 202) -> None:
+        """As the README tells clients: after a 503, send the same request again (here after 0.5 s)."""
+        client = await self.free.get()
+        try:
+            while (answer := await client.send(raw))[0] == 503:
+                self.retries += 1
+                await asyncio.sleep(0.5)
+            assert answer[0] == expected, answer[1]
+        finally:
+            self.free.put_nowait(client)
+
+    async def send_all(self, requests: list[bytes], expected: int = 202) -> None:
+        queue = iter(requests)
+
+        async def sender() -> None:
+            for raw in queue:
+                await self.send(raw, expected)
+
+        await asyncio.gather(*(sender() for _ in self.all))
+
+    async def warm_up(self, raw: bytes) -> None:
+        """Until one request is accepted: new topics' leaders and the producer's metadata settle first."""
+        client = await self.free.get()
+        try:
+            for _ in range(30):
+                status, _body = await client.send(raw)
+                if status == 202:
+                    return
+                await asyncio.sleep(1)
+            raise RuntimeError("the API never accepted the warm-up request")
+        finally:
+            self.free.put_nowait(client)
+
+    async def close(self) -> None:
+        for client in self.all:
+            await client.close()
+
+
+def touch_batches(touches: list[dict[str, Any]]) -> list[bytes]:
+    return [
+        request("POST", "/v1/events", orjson.dumps(touches[start : start + BATCH]))
+        for start in range(0, len(touches), BATCH)
+    ]
+
+
+@dataclass
+class Arrivals:
+    """When each awaited customer showed up in the timeline and on segment.membership."""
+
+    timeline: dict[str, float] = field(default_factory=dict)
+    membership: dict[str, float] = field(default_factory=dict)
+    awaited: set[str] = field(default_factory=set)
+
+
+async def watch_membership(bootstrap: str, topic: str, arrivals: Arrivals, started: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        while not consumer.assignment():
+            await asyncio.sleep(0.05)
+        for partition in consumer.assignment():
+            await consumer.position(partition)
+        started.set()
+        while True:
+            for batch in (await consumer.getmany(timeout_ms=100)).values():
+                now = time.perf_counter()
+                for record in batch:
+                    customer = (record.key or b"").decode()
+                    if customer in arrivals.awaited:
+                        arrivals.membership.setdefault(customer, now)
+    finally:
+        await consumer.stop()
+
+
+async def watch_timeline(dsn: str, arrivals: Arrivals) -> None:
+    """Polls for the awaited customers' rows: an indexed look-up of a few ids, cheap beside the load."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        generation = await connection.fetchval("SELECT generation FROM timeline_active")
+        query = f"SELECT DISTINCT customer_id FROM {generation}.events WHERE customer_id = ANY($1::text[])"
+        while True:
+            outstanding = [c for c in arrivals.awaited if c not in arrivals.timeline]
+            if outstanding:
+                now = time.perf_counter()
+                for row in await connection.fetch(query, outstanding):
+                    arrivals.timeline.setdefault(row[0], now)
+            await asyncio.sleep(0.025)
+    finally:
+        await connection.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the pipeline did not deliver every sentinel in time")
+        await asyncio.sleep(0.02)
+
+
+async def setup(stack: Stack, customers: list[str]) -> None:
+    """Probe segments defined and marketing granted to every sentinel and probe customer beforehand."""
+    segments = await Clients.connect(stack.ports["segments"], 1)
+    consent = await Clients.connect(stack.ports["consent"])
+    try:
+        for definition in [*DEMO_SEGMENTS, *PROBE_SEGMENTS]:
+            await segments.send(request("POST", "/v1/segments", orjson.dumps(definition)), 201)
+        grant = orjson.dumps({"status": "granted"})
+        await consent.send_all(
+            [request("PUT", f"/v1/customers/{c}/consent/marketing", grant) for c in customers]
+        )
+    finally:
+        await segments.close()
+        await consent.close()
+    await asyncio.sleep(3)  # the evaluator has read the definitions
+
+
+async def sustained_round(
+    stack: Stack, arrivals: Arrivals, round_number: int
+) -> tuple[float, dict[str, float]]:
+    """Touches/s from the first POST to the last sentinel delivered, and each process's CPU seconds."""
+    batches = touch_batches(workload(round_number))
+    changes = consent_requests(round_number)
+    now = datetime.now(UTC)
+    sentinels = one_per_partition(f"sentinel-r{round_number}")
+    final = [
+        request("POST", "/v1/events", orjson.dumps([touch(f"{c}-s", c, "bench.sentinel", now)]))
+        for c in sentinels
+    ]
+    arrivals.awaited |= set(sentinels)
+    touches = await Clients.connect(stack.ports["ingest"])
+    consent = await Clients.connect(stack.ports["consent"], 1)
+    await touches.warm_up(WARM_UP)
+    before = cpu_seconds(stack)
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(touches.send_all(batches), consent.send_all(changes))
+        await touches.send_all(final)
+        await until(lambda: all(c in arrivals.timeline and c in arrivals.membership for c in sentinels), 1800)
+    finally:
+        await touches.close()
+        await consent.close()
+    elapsed = time.perf_counter() - started
+    return TOUCHES / elapsed, cpu_used(before, cpu_seconds(stack))
+
+
+async def ingest_alone(env: dict[str, str], logs: Path, round_number: int) -> float:
+    """The same touches through an ingest API alone, on topics of its own that nothing reads."""
+    async with bench_topics() as topics:
+        port = str(free_port())
+        api_env = env | {"TOUCHLINE_TOPIC_PREFIX": topics.topic_prefix, "TOUCHLINE_INGEST_PORT": port}
+        api = ServiceProcess("services.ingest", "api", api_env, logs / "bench-ingest-alone.log").start()
+        try:
+            await api.wait_ready(f"http://127.0.0.1:{port}/readyz")
+            batches = touch_batches(workload(round_number))
+            clients = await Clients.connect(int(port))
+            try:
+                await clients.warm_up(WARM_UP)
+                started = time.perf_counter()
+                await clients.send_all(batches)
+                return TOUCHES / (time.perf_counter() - started)
+            finally:
+                await clients.close()
+        finally:
+            api.stop()
+
+
+def probes() -> Iterator[str]:
+    for number in range(OFFERED_PER_SECOND // BATCH * OFFERED_SECONDS):
+        yield f"probe-{number}"
+
+
+async def offered_load(stack: Stack, arrivals: Arrivals) -> tuple[list[float], list[float], float]:
+    """OFFERED_PER_SECOND touches/s for OFFERED_SECONDS, in batches of BATCH each carrying one probe."""
+    touches = workload(ROUNDS + 1)
+    clients = await Clients.connect(stack.ports["ingest"])
+    acked: dict[str, float] = {}
+    interval = BATCH / OFFERED_PER_SECOND
+    pending = []
+
+    async def post(probe: str, body: list[dict[str, Any]]) -> None:
+        await clients.send(request("POST", "/v1/events", orjson.dumps(body)))
+        acked[probe] = time.perf_counter()
+
+    started = time.perf_counter()
+    try:
+        for number, probe in enumerate(probes()):
+            await asyncio.sleep(max(0.0, started + number * interval - time.perf_counter()))
+            chunk = touches[(number * (BATCH - 1)) % len(touches) :][: BATCH - 1]
+            body = [{**t, "event_id": f"load-{number}-{i}"} for i, t in enumerate(chunk)]
+            arrivals.awaited.add(probe)
+            body.append(touch(f"{probe}-p", probe, "bench.probe", datetime.now(UTC)))
+            pending.append(asyncio.create_task(post(probe, body)))
+        await asyncio.gather(*pending)
+        achieved = len(pending) * BATCH / (time.perf_counter() - started)
+        await until(lambda: all(p in arrivals.timeline and p in arrivals.membership for p in acked), 600)
+    finally:
+        await clients.close()
+    timeline = [arrivals.timeline[p] - acked[p] for p in acked]
+    membership = [arrivals.membership[p] - acked[p] for p in acked]
+    return timeline, membership, achieved
+
+
+def cpu_table(used: list[dict[str, float]]) -> dict[str, float]:
+    """Median CPU seconds per 1,000 touches of each process over the rounds."""
+    names = sorted(used[0])
+    return {name: sorted(u[name] for u in used)[len(used) // 2] * 1000 / TOUCHES for name in names}
+
+
+async def run(logs: Path) -> list[str]:
+    env = {"TOUCHLINE_LOG_LEVEL": "WARNING", "TOUCHLINE_API_KEYS": orjson.dumps({KEY: SCOPES}).decode()}
+    ingest_rates = [await ingest_alone(env, logs, n) for n in range(ROUNDS)]
+    async with bench_topics() as topics, bench_database() as dsn:
+        stack_env = env | {"TOUCHLINE_TOPIC_PREFIX": topics.topic_prefix, "TOUCHLINE_PG_DSN": dsn}
+        stack = await start_stack(stack_env, logs)
+        arrivals = Arrivals()
+        listening = asyncio.Event()
+        watchers = [
+            asyncio.create_task(
+                watch_membership(
+                    topics.kafka_bootstrap, topics.topic(SEGMENT_MEMBERSHIP), arrivals, listening
+                )
+            ),
+            asyncio.create_task(watch_timeline(dsn, arrivals)),
+        ]
+        try:
+            await listening.wait()
+            awaited = [c for n in range(ROUNDS) for c in one_per_partition(f"sentinel-r{n}")] + list(probes())
+            await setup(stack, awaited)
+            rounds = [await sustained_round(stack, arrivals, n) for n in range(ROUNDS)]
+            timeline, membership, achieved = await offered_load(stack, arrivals)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+            stack.stop()
+    pipeline = Rate("whole pipeline, first POST -> last sentinel delivered", [rate for rate, _ in rounds])
+    ingest = Rate("HTTP ingest alone, same client, same touches", ingest_rates)
+    cpu = cpu_table([used for _, used in rounds])
+    ratio = pipeline.median / ingest.median
+    load = {
+        "touches_per_second": OFFERED_PER_SECOND,
+        "seconds": OFFERED_SECONDS,
+        "achieved_per_second": achieved,
+        "timeline_p50_ms": percentile(timeline, 0.5) * 1000,
+        "timeline_p99_ms": percentile(timeline, 0.99) * 1000,
+        "membership_p50_ms": percentile(membership, 0.5) * 1000,
+        "membership_p99_ms": percentile(membership, 0.99) * 1000,
+    }
+    results = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "at": datetime.now(UTC).isoformat(),
+        },
+        "sizes": {
+            "touches": TOUCHES,
+            "customers": CUSTOMERS,
+            "rounds": ROUNDS,
+            "batch": BATCH,
+            "connections": CONNECTIONS,
+            "consent_changes": TOUCHES // TOUCHES_PER_CONSENT_CHANGE,
+        },
+        "pipeline_touches_per_second": pipeline.rounds,
+        "ingest_alone_touches_per_second": ingest.rounds,
+        "pipeline_ratio": ratio,
+        "offered_load": load,
+        "cpu_seconds_per_1000_touches": cpu,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    return [
+        f"whole pipeline: {TOUCHES:,} touches over {CUSTOMERS:,} customers a round, "
+        f"{TOUCHES // TOUCHES_PER_CONSENT_CHANGE:,} consent changes, every process of deploy/processes.txt",
+        pipeline.line("touches/s"),
+        ingest.line("touches/s"),
+        f"  pipeline ratio (median pipeline / median ingest alone): {ratio:.2f}  (target >= 0.50)",
+        f"  offered {OFFERED_PER_SECOND:,}/s for {OFFERED_SECONDS} s (achieved {achieved:,.0f}/s): "
+        f"202 -> timeline p50 {load['timeline_p50_ms']:.0f} ms, p99 {load['timeline_p99_ms']:.0f} ms; "
+        f"202 -> membership p50 {load['membership_p50_ms']:.0f} ms, p99 {load['membership_p99_ms']:.0f} ms",
+        "  CPU seconds per 1,000 touches (median over rounds):",
+        *(f"    {name:<24} {seconds:6.3f}" for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])),
+        f"  (written to {RESULTS.relative_to(ROOT)})",
+    ]
