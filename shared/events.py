@@ -27,6 +27,7 @@ def _matching(pattern: str, rule: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 Identifier = Annotated[
     str,
     Field(min_length=1, max_length=128, json_schema_extra={"pattern": r"^[A-Za-z0-9._:-]+$"}),

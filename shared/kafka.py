@@ -2,11 +2,12 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
@@ -165,6 +166,27 @@ async def send_partitioned(
     for partition, batch in open_batches.items():
         pending.append(await producer.send_batch(batch, topic, partition=partition))
     return pending
+
+
+Polled = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, linger_seconds: float) -> Polled:
+    """Records of one batch: what arrives within `linger_seconds` of the first, up to `max_records`.
+
+    Under a steady load a bare poll returns whatever trickled in since the last one; every batch costs a
+    transaction whatever its size, so lingering a little makes batches large and their cost per record
+    small, for at most `linger_seconds` more latency.
+    """
+    polled: Polled = await consumer.getmany(timeout_ms=100, max_records=max_records)
+    count = sum(map(len, polled.values()))
+    deadline = time.monotonic() + linger_seconds
+    while 0 < count < max_records and (remaining := deadline - time.monotonic()) > 0:
+        more = await consumer.getmany(timeout_ms=int(remaining * 1000), max_records=max_records - count)
+        for tp, records in more.items():
+            polled.setdefault(tp, []).extend(records)
+            count += len(records)
+    return polled
 
 
 def parked_headers(error: str, origin: str) -> list[tuple[str, bytes]]:

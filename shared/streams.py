@@ -12,6 +12,10 @@ class StreamSettings(TouchlineSettings):
     # A SIGKILLed worker's partitions move to a survivor only after this; short enough for fast recovery.
     stream_session_timeout_seconds: float = 10.0
     stream_commit_interval_seconds: float = 1.0
+    # A Kafka transaction (or a transactional producer's start or stop) not done by then is retried.
+    stream_transaction_timeout_seconds: float = 30.0
+    # How long a batch processor waits for more records once a batch has begun (see kafka.poll_batch).
+    stream_batch_linger_seconds: float = 0.05
 
 
 def create_stream_app(settings: StreamSettings, name: str, **overrides: Any) -> faust.App:

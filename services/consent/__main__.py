@@ -1,9 +1,11 @@
 """python -m services.consent api|worker: the consent API, or the consent filter."""
 
+import asyncio
+
 from services.consent.api import create_app
-from services.consent.processor import create_processor
+from services.consent.processor import run_filter
 from services.consent.settings import get_settings
-from shared.service import run_command_line, run_worker, serve_api
+from shared.service import run_command_line, serve_api
 
 
 def main() -> None:
@@ -14,7 +16,7 @@ def main() -> None:
         settings,
         {
             "api": lambda _: serve_api(create_app(settings), settings.consent_host, settings.consent_port),
-            "worker": lambda _: run_worker(create_processor(settings), settings),
+            "worker": lambda _: asyncio.run(run_filter(settings)),
         },
     )
 

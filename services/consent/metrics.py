@@ -1,4 +1,4 @@
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from shared.metrics import latency_histogram
 
@@ -22,4 +22,9 @@ UNREADABLE = Counter(
 FILTER_LAG = latency_histogram(
     "touchline_consent_filter_lag_seconds",
     "From a record's append to the customer log until the filter decided it.",
+)
+BATCH_SIZE = Histogram(
+    "touchline_consent_batch_records",
+    "Records of one input partition decided in one transaction.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
 )

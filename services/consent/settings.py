@@ -10,6 +10,8 @@ class ConsentSettings(StreamSettings):
     consent_port: int = 8004
     consent_worker_metrics_port: int = 9104
     consent_publish_timeout_seconds: float = 10.0
+    # Records per filter batch: one poll, one audit statement, one Kafka transaction per partition.
+    consent_batch_max: int = 2000
 
 
 @lru_cache

@@ -1,11 +1,14 @@
 """The consent audit trail in PostgreSQL.
 
 Idempotent by ON CONFLICT (change_id): the filter may write the same change again after a restart.
+The audit trail is also the filter's durable state: a customer's recent changes with their log offsets.
 """
+
+from collections.abc import Sequence
 
 import asyncpg
 
-from services.consent.domain import RecordedChange
+from services.consent.domain import CHANGES_KEPT_PER_PURPOSE, ConsentState, RecordedChange, state_of
 from shared.db import answers
 from shared.events import ConsentChange, ConsentStatus, Purpose
 
@@ -22,29 +25,61 @@ def _recorded(row: asyncpg.Record) -> RecordedChange:
     )
 
 
+_RECORD = """
+INSERT INTO consent_history
+    (change_id, purpose, status, changed_at, source, erasure, log_offset, customer_id, log_partition)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::boolean[],
+                     $7::bigint[], $8::text[], $9::integer[])
+ON CONFLICT (change_id) DO NOTHING
+"""
+# Only the newest changes per purpose matter to the filter: older ones collapse into one (domain.py).
+_RECENT = """
+SELECT customer_id, purpose, status, log_offset FROM (
+    SELECT customer_id, purpose, status, log_offset,
+           row_number() OVER (PARTITION BY customer_id, purpose ORDER BY log_offset DESC) AS newest
+    FROM consent_history WHERE customer_id = ANY($1::text[])
+) recent WHERE newest <= $2
+"""
+
+
 class ConsentStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def record(self, change: ConsentChange, partition: int, offset: int) -> None:
-        await self._pool.execute(
-            """
-            INSERT INTO consent_history
-                (change_id, purpose, status, changed_at, source, erasure, log_offset,
-                 customer_id, log_partition)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-            ON CONFLICT (change_id) DO NOTHING
-            """,
-            change.change_id,
-            change.purpose.value,
-            change.status.value,
-            change.changed_at,
-            change.source,
-            change.erasure,
-            offset,
-            change.customer_id,
-            partition,
+    async def record(self, changes: Sequence[tuple[ConsentChange, int, int]]) -> None:
+        """Audit rows for (change, log partition, log offset), in one statement."""
+        if not changes:
+            return
+        columns = list(
+            zip(
+                *(
+                    (
+                        change.change_id,
+                        change.purpose.value,
+                        change.status.value,
+                        change.changed_at,
+                        change.source,
+                        change.erasure,
+                        offset,
+                        change.customer_id,
+                        partition,
+                    )
+                    for change, partition, offset in changes
+                ),
+                strict=True,
+            )
         )
+        await self._pool.execute(_RECORD, *map(list, columns))
+
+    async def states(self, customer_ids: Sequence[str]) -> dict[str, ConsentState]:
+        """The filter's state of each customer, from their newest stored changes (none: an empty state)."""
+        rows = await self._pool.fetch(_RECENT, list(customer_ids), CHANGES_KEPT_PER_PURPOSE + 1)
+        changes: dict[str, list[tuple[Purpose, ConsentStatus, int]]] = {c: [] for c in customer_ids}
+        for row in rows:
+            changes[row["customer_id"]].append(
+                (Purpose(row["purpose"]), ConsentStatus(row["status"]), row["log_offset"])
+            )
+        return {customer: state_of(entries) for customer, entries in changes.items()}
 
     async def latest_per_purpose(self, customer_id: str) -> list[RecordedChange]:
         rows = await self._pool.fetch(

@@ -1,13 +1,15 @@
 """G3: SIGKILL the consent filter mid-stream, restart it, and no projection gains or loses anything."""
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 
 from services.consent.settings import ConsentSettings
+from shared.events import AllowedTouch
 from shared.purposes import PROJECTION_PURPOSES
 from shared.settings import TouchlineSettings
 from tests.consent_log import AllowedRecords, append_to_log, random_log, read_allowed, read_log
-from tests.consent_model import ProjectionModel, expected_holdings
+from tests.consent_model import ProjectionModel, expected_holdings, expected_purposes
 from tests.helpers import worker
 
 RECORDS = 3000
@@ -46,12 +48,19 @@ async def test_g3_the_filter_survives_sigkills_mid_stream(
             projection: expected_holdings(ordered, projection, defaults) for projection in PROJECTION_PURPOSES
         }
 
+        wanted = {event_id for event_id, purposes in expected_purposes(ordered, defaults).items() if purposes}
+
         def settled(records: AllowedRecords) -> bool:
-            return all(
+            return {
+                touch.event.event_id for touch in records if isinstance(touch, AllowedTouch)
+            } >= wanted and all(
                 ProjectionModel(p).apply_all(records).holdings() == expected[p] for p in PROJECTION_PURPOSES
             )
 
-        await read_allowed(kafka, set(customers), settled, timeout=240)
+        allowed = await read_allowed(kafka, set(customers), settled, timeout=240)
+        # Exactly once: a transaction left open by a kill is aborted, so no touch is forwarded twice.
+        forwarded = Counter(touch.event.event_id for touch in allowed if isinstance(touch, AllowedTouch))
+        assert [event_id for event_id, times in forwarded.items() if times > 1] == []
     finally:
         feeding.cancel()
         consent_filter.stop()

@@ -144,8 +144,8 @@ async def test_status_and_history_come_from_the_audit_trail_newest_first_in_page
                 changed_at=start + timedelta(days=offset),
                 source="crm",
             )
-            await store.record(change, 0, 100 + offset)
-            await store.record(change, 0, 100 + offset)  # a replay stores nothing twice
+            await store.record([(change, 0, 100 + offset)])
+            await store.record([(change, 0, 100 + offset)])  # a replay stores nothing twice
     finally:
         await pool.close()
 

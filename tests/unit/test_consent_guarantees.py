@@ -1,11 +1,23 @@
 """G1-G3 of the consent issue, as properties of the pure filter over random interleavings."""
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.consent.domain import ConsentState, Defaults, filter_record
+from services.consent.domain import (
+    AllowedOutput,
+    ConsentState,
+    Defaults,
+    ForwardedTouch,
+    LogItem,
+    filter_batch,
+    filter_record,
+    read_logged,
+    state_of,
+)
 from shared.events import (
     AllowedTouch,
     ConsentChange,
@@ -16,6 +28,7 @@ from shared.events import (
     TouchEvent,
 )
 from shared.purposes import PROJECTION_PURPOSES
+from shared.serialization import decode_allowed, encode
 from tests.consent_model import ProjectionModel, expected_holdings
 
 AT = datetime(2026, 11, 22, tzinfo=UTC)
@@ -80,8 +93,21 @@ def run_filter(
         record = log[offset]
         decision = filter_record(record, offset, states.get(record.customer_id, {}), defaults)
         states[record.customer_id] = decision.state
-        outputs.extend(decision.outputs)
+        outputs.extend(as_allowed(decision.outputs))
     return outputs
+
+
+def as_allowed(outputs: Iterable[AllowedOutput]) -> list[AllowedTouch | EraseMarker]:
+    """Outputs as projections read them off the allowed stream."""
+    return [
+        cast(AllowedTouch, decode_allowed(output.wire())) if isinstance(output, ForwardedTouch) else output
+        for output in outputs
+    ]
+
+
+def as_logged(log: list[CustomerLogRecord]) -> list[tuple[int, LogItem]]:
+    """The log as the processor reads it: touches as their logged bytes."""
+    return [(offset, read_logged(encode(record))) for offset, record in enumerate(log)]
 
 
 @settings(max_examples=400)
@@ -132,3 +158,60 @@ def test_g3_a_crash_and_replay_from_the_last_commit_changes_no_projection(
     for projection in PROJECTION_PURPOSES:
         rebuilt = ProjectionModel(projection).apply_all(before_crash + after_restart)
         assert rebuilt.holdings() == expected_holdings(log, projection, defaults)
+
+
+def reloaded(audit: list[tuple[str, Purpose, ConsentStatus, int]], customer: str) -> ConsentState:
+    """A customer's state as the filter reads it back from the audit trail."""
+    return state_of((purpose, status, offset) for who, purpose, status, offset in audit if who == customer)
+
+
+@settings(max_examples=400)
+@given(log=customer_logs(), defaults=defaults_strategy, data=st.data())
+def test_g3_batches_cut_anywhere_survive_crashes_between_the_audit_write_and_the_commit(
+    log: list[CustomerLogRecord], defaults: Defaults, data: st.DataObject
+) -> None:
+    """The batch filter as the processor runs it: a change and the touches it governs in one batch or in
+    several; a crash after a batch's audit write and before its Kafka commit loses the memory and the
+    batch's outputs, and the batch is decided again with states read back from the audit trail."""
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(log))), max_size=8), label="batch ends")))
+    bounds = list(zip([0, *cuts], [*cuts, len(log)], strict=True))
+    audit: list[tuple[str, Purpose, ConsentStatus, int]] = []
+    states: dict[str, ConsentState] = {}
+    committed: list[AllowedTouch | EraseMarker] = []
+    for start, stop in bounds:
+        batch = as_logged(log)[start:stop]
+        crashes = data.draw(st.integers(0, 2), label="crashes before this batch commits")
+        for _ in range(crashes + 1):
+            for customer in {record.customer_id for _, record in batch} - states.keys():
+                states[customer] = reloaded(audit, customer)
+            working = dict(states)
+            decided = filter_batch(batch, working, defaults)
+            audit += [
+                (r.customer_id, r.purpose, r.status, offset)
+                for offset, r in batch
+                if isinstance(r, ConsentChange)
+            ]
+            audit = list(dict.fromkeys(audit))  # ON CONFLICT (change_id) DO NOTHING
+            if crashes:
+                crashes -= 1
+                states = {}  # the process died: memory gone, outputs never committed
+                continue
+            states = working
+            committed += as_allowed(output for outputs in decided for output in outputs)
+            break
+    for projection in PROJECTION_PURPOSES:
+        rebuilt = ProjectionModel(projection).apply_all(committed)
+        assert rebuilt.holdings() == expected_holdings(log, projection, defaults)
+
+
+@given(log=customer_logs())
+def test_a_state_read_back_from_the_audit_trail_equals_the_state_kept_in_memory(
+    log: list[CustomerLogRecord],
+) -> None:
+    states: dict[str, ConsentState] = {}
+    filter_batch(list(enumerate(log)), states, dict.fromkeys(Purpose, ConsentStatus.GRANTED))
+    audit = [
+        (r.customer_id, r.purpose, r.status, o) for o, r in enumerate(log) if isinstance(r, ConsentChange)
+    ]
+    for customer, state in states.items():
+        assert reloaded(audit, customer) == {purpose: list(entries) for purpose, entries in state.items()}
