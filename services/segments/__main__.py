@@ -1,10 +1,12 @@
 """python -m services.segments api|worker|tail SEGMENT_ID: the API, the evaluator, or a segment's changes."""
 
+import asyncio
+
 from services.segments.api import create_app
-from services.segments.processor import create_processor
+from services.segments.processor import run_evaluator
 from services.segments.settings import get_settings
 from services.segments.tail import tail_command
-from shared.service import run_command_line, run_worker, serve_api
+from shared.service import run_command_line, serve_api
 
 
 def main() -> None:
@@ -15,7 +17,7 @@ def main() -> None:
         settings,
         {
             "api": lambda _: serve_api(create_app(settings), settings.segments_host, settings.segments_port),
-            "worker": lambda _: run_worker(create_processor(settings), settings),
+            "worker": lambda _: asyncio.run(run_evaluator(settings)),
             "tail": lambda arguments: tail_command(settings, arguments),
         },
         taking_arguments=frozenset({"tail"}),

@@ -8,7 +8,10 @@ happened still yields its exit at the exact moment, then catches up with definit
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import NamedTuple
+
+import orjson
 
 from services.segments.evaluation import (
     MICROS,
@@ -19,7 +22,10 @@ from services.segments.evaluation import (
     holds,
     next_boundary,
 )
-from shared.events import MembershipReason, MembershipTransition, TouchEvent
+from shared.events import AllowedTouch, EraseMarker, MembershipReason, MembershipTransition, TouchEvent
+from shared.purposes import may_project, must_erase
+
+PROJECTION = "segments"
 
 
 @dataclass(frozen=True)
@@ -196,13 +202,87 @@ def next_change_at(state: CustomerState, definitions: Definitions) -> int | None
 
 def point_of(event: TouchEvent, properties: frozenset[str]) -> Point:
     """A touch reduced to what rules can reference; only scalar values of referenced properties are kept."""
+    return _point(event.event_id, event.occurred_at, event.type, event.channel, event.properties, properties)
+
+
+def _point(
+    event_id: str,
+    occurred_at: datetime,
+    type_: str,
+    channel: str,
+    event_properties: Mapping[str, object],
+    properties: frozenset[str],
+) -> Point:
     values = {
         name: value
-        for name, value in event.properties.items()
+        for name, value in event_properties.items()
         if name in properties and isinstance(value, str | int | float | bool)
     }
-    at = int(event.occurred_at.timestamp()) * MICROS + event.occurred_at.microsecond
-    return Point(at, fingerprint(event.event_id), event.type, event.channel, values)
+    at = int(occurred_at.timestamp()) * MICROS + occurred_at.microsecond
+    return Point(at, fingerprint(event_id), type_, channel, values)
+
+
+class AllowedItem(NamedTuple):
+    """An allowed-stream record as the evaluator needs it."""
+
+    customer_id: str
+    purposes: frozenset[str]
+    touch: Point | None  # None: an erase marker
+    received_at: datetime | None
+
+
+def item_of(record: AllowedTouch | EraseMarker, properties: frozenset[str]) -> AllowedItem:
+    if isinstance(record, EraseMarker):
+        return AllowedItem(record.customer_id, frozenset(record.purposes), None, None)
+    event = record.event
+    return AllowedItem(
+        event.customer_id, frozenset(record.purposes), point_of(event, properties), event.received_at
+    )
+
+
+def parse_allowed(value: bytes, properties: frozenset[str]) -> AllowedItem:
+    """An allowed-stream record straight into what the evaluator needs, without building models.
+
+    Only the consent filter writes `customer.allowed`, from records validated on entry; validating them
+    again cost more than evaluating them. A property test holds this equal to the validating decoder
+    (`item_of`) for every valid record; an unknown version is refused, and the caller falls back.
+    """
+    raw = orjson.loads(value)
+    if raw.get("schema_version") != 1:
+        raise ValueError(f"unsupported allowed-stream record version: {raw.get('schema_version')!r}")
+    if raw["kind"] == "erase":
+        return AllowedItem(raw["customer_id"], frozenset(raw["purposes"]), None, None)
+    event = raw["event"]
+    touch = _point(
+        event["event_id"],
+        datetime.fromisoformat(event["occurred_at"]),
+        event["type"],
+        event["channel"],
+        event["properties"],
+        properties,
+    )
+    return AllowedItem(
+        event["customer_id"], frozenset(raw["purposes"]), touch, datetime.fromisoformat(event["received_at"])
+    )
+
+
+def inputs_of(
+    items: Sequence[AllowedItem], now: Callable[[], int]
+) -> tuple[dict[str, list["Input"]], dict[int, datetime]]:
+    """Each customer's inputs in order, at their own instant from `now()`; and, per instant of a touch,
+    when it reached Touchline. Consent decides through shared/purposes.py: a touch counts only when
+    segments may use it, an erase marker only when it withdraws what segments need."""
+    inputs: dict[str, list[Input]] = {}
+    received: dict[int, datetime] = {}
+    for item in items:
+        if item.touch is not None and may_project(PROJECTION, item.purposes):
+            instant = now()
+            if item.received_at is not None:
+                received[instant] = item.received_at
+            inputs.setdefault(item.customer_id, []).append(Input(instant, item.touch))
+        elif item.touch is None and must_erase(PROJECTION, item.purposes):
+            inputs.setdefault(item.customer_id, []).append(Input(now(), None))
+    return inputs, received
 
 
 class Input(NamedTuple):

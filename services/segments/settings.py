@@ -15,9 +15,8 @@ class SegmentsSettings(StreamSettings):
     segments_horizon: Duration = Field(
         default="400d", description="How much history each customer's digest keeps; no window may be longer."
     )
-    # A batch is evaluated when it holds this many records or has waited this long, whichever comes first.
-    segments_batch_max: int = 500
-    segments_batch_seconds: float = 0.05
+    # Records per evaluator batch (one poll, lingering TOUCHLINE_STREAM_BATCH_LINGER_SECONDS for more).
+    segments_batch_max: int = 2000
     # How often the timer looks for customers whose window slid past: the bound on a late exit.
     segments_timer_interval_seconds: float = 0.1
 

@@ -30,7 +30,7 @@ from services.timeline.metrics import (
 from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.db import create_pool, until_committed
-from shared.kafka import DeadLetters, create_consumer, create_producer
+from shared.kafka import DeadLetters, create_consumer, create_producer, poll_batch
 from shared.serialization import decode_allowed
 from shared.topics import CUSTOMER_ALLOWED, TOUCH_DLQ
 
@@ -98,8 +98,8 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
                 items.append(item)
         return items
 
-    async def poll_once(self, batch_max: int) -> None:
-        polled = await self.consumer.getmany(timeout_ms=100, max_records=batch_max)
+    async def poll_once(self, batch_max: int, linger: float) -> None:
+        polled = await poll_batch(self.consumer, batch_max, linger)
         if not polled:
             return
         per_partition = [await self._readable(batch) for batch in polled.values()]
@@ -137,7 +137,7 @@ async def run_projector(settings: TimelineSettings) -> None:
     await consumer.start()
     try:
         while True:
-            await projector.poll_once(settings.timeline_batch_max)
+            await projector.poll_once(settings.timeline_batch_max, settings.stream_batch_linger_seconds)
     finally:
         await projector.finish_writing()
         await consumer.stop()

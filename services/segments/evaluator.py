@@ -1,0 +1,240 @@
+"""The evaluation step of the segment evaluator: a batch of the allowed stream, the timer, the backfill
+and the outbox relay, each through one store transaction.
+
+Every path locks the customers it evaluates in PostgreSQL, so the batch loop, the timer and the
+backfill of any number of workers never evaluate one customer at once. Batches are exactly-once through
+tracking rows (see store.py): records Kafka redelivers below them are skipped.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+
+from aiokafka import ConsumerRecord
+from pydantic import ValidationError
+
+from services.segments.definitions import DefinitionsFeed
+from services.segments.domain import (
+    AllowedItem,
+    CustomerState,
+    Outcome,
+    decide,
+    inputs_of,
+    item_of,
+    next_change_at,
+    parse_allowed,
+    settle,
+)
+from services.segments.evaluation import MICROS, Definitions
+from services.segments.metrics import (
+    END_TO_END_SECONDS,
+    EVALUATION_SECONDS,
+    EVALUATIONS,
+    PUBLISHED,
+    TIMER_LAG,
+    TRANSITIONS,
+    UNREADABLE,
+)
+from services.segments.settings import SegmentsSettings
+from services.segments.store import Evaluation, PendingChange, SegmentStore
+from shared.db import TRANSIENT, until_committed
+from shared.events import MembershipReason, MembershipTransition, SegmentMembershipChange
+from shared.kafka import BrokerUnavailable, DurablePublisher
+from shared.serialization import decode_allowed, encode
+from shared.topics import CUSTOMER_ALLOWED, SEGMENT_MEMBERSHIP
+
+log = logging.getLogger(__name__)
+SETTLE_BATCH = 500
+RELAY_BATCH = 2000
+
+
+def readable_item(value: bytes, properties: frozenset[str]) -> AllowedItem | str:
+    """The record for the evaluator, or why it cannot be read: the fast reader first, then the validating
+    decoder, which either says precisely what is wrong or reads what the fast reader could not."""
+    try:
+        return parse_allowed(value, properties)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        try:
+            return item_of(decode_allowed(value), properties)
+        except ValidationError as error:
+            return str(error)
+
+
+class Clock:
+    """Wall-clock microseconds that never repeat in this process: every input gets its own instant."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def now(self) -> int:
+        self.last = max(time.time_ns() // 1000, self.last + 1)
+        return self.last
+
+
+DeadLetter = Callable[["ConsumerRecord[bytes, bytes]", str], Awaitable[None]]
+
+
+class Evaluator:
+    """What the agent, the timer, the backfill and the relay do, each through one store transaction."""
+
+    def __init__(
+        self, settings: SegmentsSettings, store: SegmentStore, feed: DefinitionsFeed, dead_letter: DeadLetter
+    ) -> None:
+        self.settings, self.store, self.feed, self.dead_letter = settings, store, feed, dead_letter
+        self.clock = Clock()
+        self.decided = asyncio.Event()  # wakes the relay
+        self.allowed_topic = settings.topic(CUSTOMER_ALLOWED)
+
+    async def evaluate_batch(self, records: Sequence["ConsumerRecord[bytes, bytes]"]) -> None:
+        readable = []
+        properties = self.feed.definitions.properties()
+        for record in records:
+            item = readable_item(record.value or b"", properties)
+            if isinstance(item, str):
+                # Only Touchline writes the allowed stream: park what it cannot read, never skip it silently.
+                UNREADABLE.inc()
+                await self.dead_letter(record, item)
+            else:
+                readable.append((record, item))
+        await until_committed(partial(self._evaluate_batch, records, readable), "segment batch")
+        self.decided.set()
+
+    async def _evaluate_batch(
+        self,
+        records: Sequence["ConsumerRecord[bytes, bytes]"],
+        readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem]],
+    ) -> None:
+        started = time.perf_counter()
+        async with self.store.evaluation() as evaluation:
+            partitions = sorted({record.partition for record in records})
+            applied = await evaluation.offsets(self.allowed_topic, partitions)
+            inputs, received = inputs_of(
+                [item for origin, item in readable if origin.offset >= applied.get(origin.partition, 0)],
+                self.clock.now,
+            )
+            before = await self._lock_current(evaluation, evaluation.lock(list(inputs)))
+            definitions = self.feed.definitions
+            outcomes = {
+                customer: decide(before.get(customer), customer, customer_inputs, definitions, self.horizon)
+                for customer, customer_inputs in inputs.items()
+            }
+            await self._save(evaluation, before, outcomes, definitions, received, "event")
+            next_offsets = {record.partition: record.offset + 1 for record in records}
+            await evaluation.advance_offsets(self.allowed_topic, next_offsets)
+        EVALUATION_SECONDS.labels("event").observe(time.perf_counter() - started)
+
+    @property
+    def horizon(self) -> int:
+        return self.settings.horizon_micros
+
+    async def _lock_current(
+        self, evaluation: Evaluation, locking: Awaitable[dict[str, CustomerState]]
+    ) -> dict[str, CustomerState]:
+        """Locked states, once this worker knows every definition they were evaluated against."""
+        states = await locking
+        newest = max((state.revision for state in states.values()), default=0)
+        if newest > self.feed.definitions.revision:
+            await asyncio.wait_for(self.feed.reached(newest), timeout=30)
+        return states
+
+    async def _save(
+        self,
+        evaluation: Evaluation,
+        before: dict[str, CustomerState],
+        outcomes: dict[str, Outcome],
+        definitions: Definitions,
+        received: dict[int, datetime],
+        trigger: str,
+    ) -> None:
+        await evaluation.save(before, outcomes, partial(next_change_at, definitions=definitions), received)
+        EVALUATIONS.labels(trigger).inc(sum(outcome.evaluations for outcome in outcomes.values()))
+        for outcome in outcomes.values():
+            for change in outcome.changes:
+                TRANSITIONS.labels(change.segment_id, change.transition.value, change.reason.value).inc()
+
+    async def settle_due(self) -> int:
+        """The timer: customers whose window slid past, evaluated without waiting for their next touch."""
+        return await self._settle("timer", lambda e, now: e.lock_due(now, SETTLE_BATCH))
+
+    async def settle_stale(self) -> int:
+        """The backfill: customers not yet evaluated against the newest definitions."""
+        revision = self.feed.definitions.revision
+        return await self._settle("backfill", lambda e, now: e.lock_stale(revision, SETTLE_BATCH))
+
+    async def _settle(
+        self, trigger: str, locking: Callable[[Evaluation, int], Awaitable[dict[str, CustomerState]]]
+    ) -> int:
+        started = time.perf_counter()
+        async with self.store.evaluation() as evaluation:
+            now = self.clock.now()
+            before = await self._lock_current(evaluation, locking(evaluation, now))
+            definitions = self.feed.definitions
+            if trigger == "timer":
+                for state in before.values():
+                    due = next_change_at(state, definitions)
+                    TIMER_LAG.observe(max(0, now - (due or now)) / MICROS)
+            outcomes = {customer: settle(state, definitions, now) for customer, state in before.items()}
+            await self._save(evaluation, before, outcomes, definitions, {}, trigger)
+        if before:
+            EVALUATION_SECONDS.labels(trigger).observe(time.perf_counter() - started)
+            self.decided.set()
+        return len(before)
+
+    async def relay(self, publisher: DurablePublisher) -> int:
+        """Publishes decided changes to segment.membership; returns how many."""
+        topic = self.settings.topic(SEGMENT_MEMBERSHIP)
+
+        async def publish(changes: list[PendingChange]) -> None:
+            await publisher.publish(topic, [(c.customer_id.encode(), encode(_wire(c))) for c in changes])
+            published_at = datetime.now(UTC)
+            PUBLISHED.inc(len(changes))
+            for change in changes:
+                if change.received_at is not None:
+                    END_TO_END_SECONDS.observe(max(0.0, (published_at - change.received_at).total_seconds()))
+
+        return await self.store.publish_pending(publish, RELAY_BATCH)
+
+
+def _wire(change: PendingChange) -> SegmentMembershipChange:
+    return SegmentMembershipChange(
+        change_id=change.change_id,
+        segment_id=change.segment_id,
+        segment_version=change.version,
+        customer_id=change.customer_id,
+        transition=MembershipTransition(change.transition),
+        at=change.at,
+        reason=MembershipReason(change.reason),
+    )
+
+
+async def repeat(work: Callable[[], Awaitable[int]], what: str, full: int) -> None:
+    """Runs `work` until it returns less than a full batch, riding out failures.
+
+    The timer, the backfill and the relay take their work from PostgreSQL, so a failed attempt leaves
+    it there for the next one: retrying loses nothing, while letting the error end the task would stop
+    exits, backfills or publishing for good in a worker that otherwise looks alive.
+    """
+    backoff = 0.1
+    while True:
+        try:
+            if await work() < full:
+                return
+            backoff = 0.1
+        except (*TRANSIENT, BrokerUnavailable) as error:
+            # Anything else is a bug: it ends the process, loudly, rather than a task that looks alive.
+            log.warning("segment work failed; retrying", extra={"what": what, "error": repr(error)})
+        else:
+            continue
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 5.0)
+
+
+async def wake_on(event: asyncio.Event, seconds: float) -> None:
+    """Returns when `event` is set, or after `seconds`; clears it either way."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    event.clear()
