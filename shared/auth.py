@@ -6,7 +6,7 @@ system it belongs to. The source stamped on events always comes from here, never
 
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -53,10 +53,10 @@ def authenticate(presented: str, table: list[tuple[bytes, Principal]]) -> Princi
 _bearer = HTTPBearer(auto_error=False, description="An API key from TOUCHLINE_API_KEYS.")
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: 401 without a known key, 403 when the key lacks `scope`."""
 
-    def dependency(
+    async def dependency(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         if credentials is None:

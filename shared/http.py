@@ -98,10 +98,13 @@ async def metrics() -> Response:
     return Response(body, media_type=content_type)
 
 
-def from_state(attribute: str) -> Callable[[Request], Any]:
-    """A dependency handing a route what its app was wired with at start-up (settings, store, ...)."""
+def from_state(attribute: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency handing a route what its app was wired with at start-up (settings, store, ...).
 
-    def dependency(request: Request) -> Any:
+    Async, as every dependency here: FastAPI runs a plain function in a worker thread, and that hand-off
+    cost more CPU than the rest of a consent request."""
+
+    async def dependency(request: Request) -> Any:
         return getattr(request.app.state, attribute)
 
     return dependency
