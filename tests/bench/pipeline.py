@@ -140,7 +140,8 @@ def one_per_partition(prefix: str) -> list[str]:
 class Clients:
     """CONNECTIONS kept-alive connections to one API, each used by one request at a time."""
 
-    def __init__(self, clients: list[KeepAliveClient]) -> None:
+    def __init__(self, port: int, clients: list[KeepAliveClient]) -> None:
+        self.port = port
         self.free: asyncio.Queue[KeepAliveClient] = asyncio.Queue()
         for client in clients:
             self.free.put_nowait(client)
@@ -149,18 +150,26 @@ class Clients:
 
     @classmethod
     async def connect(cls, port: int, count: int = CONNECTIONS) -> "Clients":
-        return cls([await KeepAliveClient.connect(port) for _ in range(count)])
+        return cls(port, [await KeepAliveClient.connect(port) for _ in range(count)])
 
     async def send(self, raw: bytes, expected: int = 202) -> None:
         """As the README tells clients: after a 503, send the same request again (here after 0.5 s)."""
         client = await self.free.get()
         try:
-            while (answer := await client.send(raw))[0] == 503:
+            while (answer := await self._send(client, raw))[0] == 503:
                 self.retries += 1
                 await asyncio.sleep(0.5)
             assert answer[0] == expected, answer[1]
         finally:
             self.free.put_nowait(client)
+
+    async def _send(self, client: KeepAliveClient, raw: bytes) -> tuple[int, bytes]:
+        try:
+            return await client.send(raw)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # uvicorn closes a connection idle for 5 s; a client connects again and resends.
+            client.reader, client.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            return await client.send(raw)
 
     async def send_all(self, requests: list[bytes], expected: int = 202) -> None:
         queue = iter(requests)
