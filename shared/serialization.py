@@ -1,7 +1,8 @@
 """Bytes on the wire: JSON through pydantic's own (Rust) encoder and decoder."""
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, TypeAdapter
 
 from shared.events import (
@@ -36,6 +37,15 @@ def decode(model: type[ModelT], data: bytes) -> ModelT:
 def decode_customer_log(data: bytes) -> CustomerLogRecord:
     """A customer-log record of either kind, told apart by its `kind` field."""
     return _customer_log.validate_json(data)
+
+
+def allowed_fields(data: bytes) -> dict[str, Any]:
+    """An allowed-stream record as plain JSON, for the projections' fast readers, which trust the consent
+    filter's output and build what they store straight from it; an unknown version is refused."""
+    raw: dict[str, Any] = orjson.loads(data)
+    if raw.get("schema_version") != 1:
+        raise ValueError(f"unsupported allowed-stream record version: {raw.get('schema_version')!r}")
+    return raw
 
 
 def decode_allowed(data: bytes) -> AllowedRecord:

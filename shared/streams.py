@@ -1,9 +1,11 @@
-"""Faust apps configured the same way for every stream processor."""
+"""Stream processors configured the same way: the batch loops' consumers, and Faust apps."""
 
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer
 
+from shared.kafka import create_consumer
 from shared.settings import TouchlineSettings
 from shared.topics import TopicSpec
 
@@ -16,6 +18,22 @@ class StreamSettings(TouchlineSettings):
     stream_transaction_timeout_seconds: float = 30.0
     # How long a batch processor waits for more records once a batch has begun (see kafka.poll_batch).
     stream_batch_linger_seconds: float = 0.05
+
+
+def group_id(settings: TouchlineSettings, name: str) -> str:
+    """A processor's consumer group, named as its Faust app was, so committed offsets carry over."""
+    return f"{settings.topic_prefix}touchline-{name}"
+
+
+def create_batch_consumer(settings: StreamSettings, name: str) -> AIOKafkaConsumer:
+    """The consumer of a batch processor: large fetches, and a dead worker's partitions moved on soon."""
+    return create_consumer(
+        settings,
+        group_id=group_id(settings, name),
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        session_timeout_ms=int(settings.stream_session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(settings.stream_session_timeout_seconds * 200),
+    )
 
 
 def create_stream_app(settings: StreamSettings, name: str, **overrides: Any) -> faust.App:
@@ -33,7 +51,7 @@ def create_stream_app(settings: StreamSettings, name: str, **overrides: Any) -> 
         "topic_allow_declare": True,
         "web_enabled": False,
     }
-    return faust.App(f"{settings.topic_prefix}touchline-{name}", **(options | overrides))
+    return faust.App(group_id(settings, name), **(options | overrides))
 
 
 def raw_topic(app: faust.App, settings: TouchlineSettings, spec: TopicSpec) -> faust.TopicT:

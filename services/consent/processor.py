@@ -55,8 +55,9 @@ from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
 from shared.db import create_pool, until_committed
 from shared.events import AllowedTouch, ConsentChange, Purpose
-from shared.kafka import create_consumer, parked_headers, poll_batch
+from shared.kafka import parked_headers, poll_batch
 from shared.serialization import encode
+from shared.streams import create_batch_consumer, group_id
 from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, TOUCH_DLQ
 from shared.transactions import Parked, PartitionFenced, PartitionTransactions
 
@@ -216,15 +217,9 @@ def _count(records: Sequence[tuple[int, LogItem]], decided: Sequence[list[Allowe
 
 async def run_filter(settings: ConsentSettings) -> None:
     start_http_server(settings.consent_worker_metrics_port, addr=settings.consent_host)
-    group = f"{settings.topic_prefix}touchline-consent"
+    group = group_id(settings, "consent")
     pool = await create_pool(settings.pg_dsn.get_secret_value(), max_size=2)
-    consumer = create_consumer(
-        settings,
-        group_id=group,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        session_timeout_ms=int(settings.stream_session_timeout_seconds * 1000),
-        heartbeat_interval_ms=int(settings.stream_session_timeout_seconds * 200),
-    )
+    consumer = create_batch_consumer(settings, "consent")
     transactions = PartitionTransactions(settings, group)
     consent_filter = ConsentFilter(settings, consumer, ConsentStore(pool), transactions)
     consumer.subscribe([settings.topic(CUSTOMER_LOG)], listener=consent_filter)

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 
-import orjson
-
 from services.segments.evaluation import (
     MICROS,
     Definitions,
@@ -24,6 +22,7 @@ from services.segments.evaluation import (
 )
 from shared.events import AllowedTouch, EraseMarker, MembershipReason, MembershipTransition, TouchEvent
 from shared.purposes import may_project, must_erase
+from shared.serialization import allowed_fields
 
 PROJECTION = "segments"
 
@@ -247,9 +246,7 @@ def parse_allowed(value: bytes, properties: frozenset[str]) -> AllowedItem:
     again cost more than evaluating them. A property test holds this equal to the validating decoder
     (`item_of`) for every valid record; an unknown version is refused, and the caller falls back.
     """
-    raw = orjson.loads(value)
-    if raw.get("schema_version") != 1:
-        raise ValueError(f"unsupported allowed-stream record version: {raw.get('schema_version')!r}")
+    raw = allowed_fields(value)
     if raw["kind"] == "erase":
         return AllowedItem(raw["customer_id"], frozenset(raw["purposes"]), None, None)
     event = raw["event"]

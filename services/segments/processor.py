@@ -21,7 +21,8 @@ from services.segments.metrics import BATCH_SIZE, STATE_BYTES, STATE_CUSTOMERS
 from services.segments.settings import SegmentsSettings
 from services.segments.store import SegmentStore
 from shared.db import TRANSIENT, create_pool
-from shared.kafka import DeadLetters, DurablePublisher, create_consumer, create_producer, poll_batch
+from shared.kafka import DeadLetters, DurablePublisher, create_producer, poll_batch
+from shared.streams import create_batch_consumer
 from shared.topics import CUSTOMER_ALLOWED, TOUCH_DLQ
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,7 @@ async def run_evaluator(settings: SegmentsSettings) -> None:
     store, feed = SegmentStore(pool), DefinitionsFeed()
     dead_letters = DeadLetters(producer, settings.topic(TOUCH_DLQ))
     evaluator = Evaluator(settings, store, feed, dead_letters.park)
-    consumer = create_consumer(
-        settings,
-        group_id=f"{settings.topic_prefix}touchline-segments",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        session_timeout_ms=int(settings.stream_session_timeout_seconds * 1000),
-        heartbeat_interval_ms=int(settings.stream_session_timeout_seconds * 200),
-    )
+    consumer = create_batch_consumer(settings, "segments")
     loop = BatchLoop(consumer, evaluator)
     following = asyncio.create_task(feed.follow(settings))
     await producer.start()

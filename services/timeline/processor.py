@@ -30,8 +30,9 @@ from services.timeline.metrics import (
 from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.db import create_pool, until_committed
-from shared.kafka import DeadLetters, create_consumer, create_producer, poll_batch
+from shared.kafka import DeadLetters, create_producer, poll_batch
 from shared.serialization import decode_allowed
+from shared.streams import create_batch_consumer
 from shared.topics import CUSTOMER_ALLOWED, TOUCH_DLQ
 
 log = logging.getLogger(__name__)
@@ -123,13 +124,7 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
 async def run_projector(settings: TimelineSettings) -> None:
     start_http_server(settings.timeline_worker_metrics_port, addr=settings.timeline_host)
     pool = await create_pool(settings.pg_dsn.get_secret_value(), max_size=2)
-    consumer = create_consumer(
-        settings,
-        group_id=f"{settings.topic_prefix}touchline-timeline",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        session_timeout_ms=int(settings.stream_session_timeout_seconds * 1000),
-        heartbeat_interval_ms=int(settings.stream_session_timeout_seconds * 200),
-    )
+    consumer = create_batch_consumer(settings, "timeline")
     producer = create_producer(settings)
     projector = Projector(consumer, TimelineStore(pool), DeadLetters(producer, settings.topic(TOUCH_DLQ)))
     consumer.subscribe([settings.topic(CUSTOMER_ALLOWED)], listener=projector)
