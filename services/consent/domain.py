@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal, NamedTuple
 
 import orjson
@@ -52,7 +53,7 @@ class ForwardedTouch(NamedTuple):
 
     def wire(self) -> bytes:
         """The AllowedTouch record, spliced around the logged event's own bytes."""
-        purposes = orjson.dumps(sorted(self.purposes))
+        purposes = _purposes_json(self.purposes)
         return (
             b'{"schema_version":1,"kind":"allowed","event":'
             + self.event_json
@@ -60,6 +61,12 @@ class ForwardedTouch(NamedTuple):
             + purposes
             + b"}"
         )
+
+
+@cache
+def _purposes_json(purposes: frozenset[Purpose]) -> bytes:
+    """One of the few purpose sets, encoded once: this runs for nearly every record."""
+    return orjson.dumps(sorted(purposes))
 
 
 AllowedOutput = AllowedTouch | ForwardedTouch | EraseMarker

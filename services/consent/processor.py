@@ -26,6 +26,7 @@ worker fenced off (it lost the partition while frozen) drops its batch and the p
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -199,20 +200,19 @@ def _record(output: AllowedOutput) -> tuple[bytes, bytes]:
 
 
 def _count(records: Sequence[tuple[int, LogItem]], decided: Sequence[list[AllowedOutput]]) -> None:
-    decisions: dict[tuple[str, str], int] = {}
+    """Metrics of a batch, counted per purpose set rather than per record and purpose."""
+    allowed_sets: Counter[frozenset[Purpose]] = Counter()
     for (_, record), outputs in zip(records, decided, strict=True):
         if isinstance(record, ConsentChange):
             CHANGES.labels(record.purpose.value, record.status.value).inc()
             ERASE_MARKERS.labels(record.purpose.value).inc(len(outputs))
-            continue
-        allowed = outputs[0].purposes if outputs else frozenset()
-        if not allowed:
-            DROPPED.inc()
-        for purpose in Purpose:
-            key = (purpose.value, "allowed" if purpose in allowed else "denied")
-            decisions[key] = decisions.get(key, 0) + 1
-    for (purpose_name, outcome), count in decisions.items():
-        DECISIONS.labels(purpose_name, outcome).inc(count)
+        else:
+            allowed_sets[outputs[0].purposes if outputs else frozenset()] += 1
+    DROPPED.inc(allowed_sets[frozenset()])
+    for purpose in Purpose:
+        allowed = sum(count for purposes, count in allowed_sets.items() if purpose in purposes)
+        DECISIONS.labels(purpose.value, "allowed").inc(allowed)
+        DECISIONS.labels(purpose.value, "denied").inc(allowed_sets.total() - allowed)
 
 
 async def run_filter(settings: ConsentSettings) -> None:

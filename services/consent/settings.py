@@ -11,7 +11,8 @@ class ConsentSettings(StreamSettings):
     consent_worker_metrics_port: int = 9104
     consent_publish_timeout_seconds: float = 10.0
     # Records per filter batch: one poll, one audit statement, one Kafka transaction per partition.
-    consent_batch_max: int = 2000
+    # Measured catching up a backlog: 2,000 reached 0.43 of a raw consume + produce, 6,000 reached 0.52.
+    consent_batch_max: int = 6000
 
 
 @lru_cache
