@@ -127,7 +127,10 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _decoded(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> PartitionBatch:
         batch = PartitionBatch(
-            tp, next_offset=records[-1].offset + 1, appended_at=records[0].timestamp / 1000
+            tp,
+            first_offset=records[0].offset,
+            next_offset=records[-1].offset + 1,
+            appended_at=records[0].timestamp / 1000,
         )
         for record in records:
             try:
@@ -184,8 +187,10 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
                 extra={"partition": str(batch.source)},
             )
             self.states.pop(batch.source.partition, None)
+            await self._resume_at(batch.source, batch.first_offset)
             return
         self.states[batch.source.partition] = states
+        await self._resume_at(batch.source, batch.next_offset)
         _count(batch.records, decided)
         BATCH_SIZE.observe(len(batch.records))
         FILTER_LAG.observe(max(0.0, time.time() - batch.appended_at))
