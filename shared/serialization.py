@@ -1,9 +1,10 @@
 """Bytes on the wire: JSON through pydantic's own (Rust) encoder and decoder."""
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events import (
     AllowedRecord,
@@ -12,6 +13,7 @@ from shared.events import (
 )
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 
 _customer_log = TypeAdapter[CustomerLogRecord](CustomerLogRecord)
 _allowed = TypeAdapter[AllowedRecord](AllowedRecord)
@@ -51,3 +53,20 @@ def allowed_fields(data: bytes) -> dict[str, Any]:
 def decode_allowed(data: bytes) -> AllowedRecord:
     """An allowed-stream record: a touch with its purposes, or an erase marker."""
     return _allowed.validate_json(data)
+
+
+def read_allowed(
+    value: bytes, fast: Callable[[bytes], T], validated: Callable[[AllowedRecord], T]
+) -> T | str:
+    """An allowed-stream record as a projection needs it, or why it cannot be read.
+
+    The fast reader trusts the consent filter's output; when it fails, the validating decoder either
+    says precisely what is wrong or, should the fast reader be the one at fault, reads the record.
+    """
+    try:
+        return fast(value)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        try:
+            return validated(decode_allowed(value))
+        except ValidationError as error:
+            return str(error)

@@ -140,12 +140,16 @@ def with_change(state: ConsentState, purpose: Purpose, status: ConsentStatus, of
 def _judge_touch(
     touch: TouchEvent | LoggedTouch, offset: int, state: ConsentState, defaults: Defaults
 ) -> Decision:
-    purposes = allowed_purposes(state, offset, defaults)
+    return Decision(state, _forwarded(touch, allowed_purposes(state, offset, defaults)))
+
+
+def _forwarded(touch: TouchEvent | LoggedTouch, purposes: frozenset[Purpose]) -> list[AllowedOutput]:
+    """What a touch sends to the allowed stream: itself with the purposes allowed, or nothing."""
     if not purposes:
-        return Decision(state, [])
+        return []
     if isinstance(touch, LoggedTouch):
-        return Decision(state, [ForwardedTouch(touch.customer_id, touch.event_json, purposes)])
-    return Decision(state, [AllowedTouch(event=touch, purposes=purposes)])
+        return [ForwardedTouch(touch.customer_id, touch.event_json, purposes)]
+    return [AllowedTouch(event=touch, purposes=purposes)]
 
 
 def _apply_change(change: ConsentChange, offset: int, state: ConsentState) -> Decision:
@@ -191,8 +195,7 @@ def filter_batch(
     for offset, record in records:
         state = states.get(record.customer_id)
         if not state and isinstance(record, LoggedTouch):
-            forwarded = ForwardedTouch(record.customer_id, record.event_json, by_default)
-            outputs.append([forwarded] if by_default else [])
+            outputs.append(_forwarded(record, by_default))
             continue
         decision = filter_record(record, offset, state or {}, defaults)
         states[record.customer_id] = decision.state

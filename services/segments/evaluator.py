@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from functools import partial
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 
 from services.segments.definitions import DefinitionsFeed
 from services.segments.domain import (
@@ -44,24 +43,12 @@ from services.segments.store import Evaluation, PendingChange, SegmentStore
 from shared.db import TRANSIENT, until_committed
 from shared.events import MembershipReason, MembershipTransition, SegmentMembershipChange
 from shared.kafka import BrokerUnavailable, DurablePublisher
-from shared.serialization import decode_allowed, encode
+from shared.serialization import encode, read_allowed
 from shared.topics import CUSTOMER_ALLOWED, SEGMENT_MEMBERSHIP
 
 log = logging.getLogger(__name__)
 SETTLE_BATCH = 500
 RELAY_BATCH = 2000
-
-
-def readable_item(value: bytes, properties: frozenset[str]) -> AllowedItem | str:
-    """The record for the evaluator, or why it cannot be read: the fast reader first, then the validating
-    decoder, which either says precisely what is wrong or reads what the fast reader could not."""
-    try:
-        return parse_allowed(value, properties)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        try:
-            return item_of(decode_allowed(value), properties)
-        except ValidationError as error:
-            return str(error)
 
 
 class Clock:
@@ -93,7 +80,11 @@ class Evaluator:
         readable = []
         properties = self.feed.definitions.properties()
         for record in records:
-            item = readable_item(record.value or b"", properties)
+            item = read_allowed(
+                record.value or b"",
+                partial(parse_allowed, properties=properties),
+                partial(item_of, properties=properties),
+            )
             if isinstance(item, str):
                 # Only Touchline writes the allowed stream: park what it cannot read, never skip it silently.
                 UNREADABLE.inc()

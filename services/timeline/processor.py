@@ -15,7 +15,6 @@ from functools import partial
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from prometheus_client import start_http_server
-from pydantic import ValidationError
 
 from services.timeline.domain import AllowedItem, BatchPlan, Touch, item_of, parse_allowed, plan_batch
 from services.timeline.metrics import (
@@ -31,27 +30,12 @@ from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.db import create_pool, until_committed
 from shared.kafka import DeadLetters, create_producer, poll_batch
-from shared.serialization import decode_allowed
+from shared.serialization import read_allowed
 from shared.streams import create_batch_consumer
 from shared.topics import CUSTOMER_ALLOWED, TOUCH_DLQ
 
 log = logging.getLogger(__name__)
 Offsets = Mapping[TopicPartition, int]
-
-
-def readable(record: ConsumerRecord[bytes, bytes]) -> AllowedItem | str:
-    """The record for the projector, or why it cannot be read.
-
-    The fast reader trusts the consent filter's output; when it fails, the validating decoder either
-    says precisely what is wrong or, should the fast reader be the one at fault, reads the record.
-    """
-    try:
-        return parse_allowed(record.value or b"")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        try:
-            return item_of(decode_allowed(record.value or b""))
-        except ValidationError as error:
-            return str(error)
 
 
 class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -90,7 +74,7 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _readable(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[AllowedItem]:
         items = []
         for record in records:
-            item = readable(record)
+            item = read_allowed(record.value or b"", parse_allowed, item_of)
             if isinstance(item, str):
                 # Parked with the reason, never skipped silently, and never allowed to stop the projector.
                 UNREADABLE.inc()

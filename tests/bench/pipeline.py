@@ -146,7 +146,6 @@ class Clients:
         for client in clients:
             self.free.put_nowait(client)
         self.all = clients
-        self.retries = 0
 
     @classmethod
     async def connect(cls, port: int, count: int = CONNECTIONS) -> "Clients":
@@ -157,7 +156,6 @@ class Clients:
         client = await self.free.get()
         try:
             while (answer := await self._send(client, raw))[0] == 503:
-                self.retries += 1
                 await asyncio.sleep(0.5)
             assert answer[0] == expected, answer[1]
         finally:
