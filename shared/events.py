@@ -4,6 +4,7 @@ Models are frozen and forbid unknown fields, so a typo in a producer is an error
 Each record carries `schema_version`; an older shape is upcast by an explicit function, never edited.
 """
 
+import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -56,21 +57,64 @@ def _require_rfc3339_text(value: Any) -> Any:
     return value
 
 
+# Every stage handles these instants: Python's datetime with any offset applied, PostgreSQL's
+# timestamptz, and the segment evaluator's integer microseconds. Outside them a value is refused on entry.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+_RANGE = f"between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+
+
 def _to_utc(value: datetime) -> datetime:
     # astimezone through pydantic's pure-Python TzInfo costs microseconds; most inputs are already UTC.
-    return value.replace(tzinfo=UTC) if not value.utcoffset() else value.astimezone(UTC)
+    try:
+        utc = value.replace(tzinfo=UTC) if not value.utcoffset() else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"must be {_RANGE}") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"must be {_RANGE}")
+    return utc
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339_text), AfterValidator(_to_utc)]
 
 
+def _unstorable(value: JsonValue, path: str) -> str | None:
+    """Where in a JSON value something lies that no store can hold, and what: NUL, NaN or infinity."""
+    if isinstance(value, str):
+        return (
+            f"{path} holds a NUL character (\\u0000), which PostgreSQL cannot store"
+            if "\0" in value
+            else None
+        )
+    if isinstance(value, float):
+        return (
+            None
+            if math.isfinite(value)
+            else f"{path} is {value}, which JSON cannot carry; send a finite number"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\0" in key:
+                return f"a key in {path} holds a NUL character (\\u0000), which PostgreSQL cannot store"
+            if found := _unstorable(item, f"{path}.{key}"):
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := _unstorable(item, f"{path}.{index}"):
+                return found
+    return None
+
+
 def _bounded_properties(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     try:
-        size = len(orjson.dumps(value))
+        encoded = orjson.dumps(value)
     except orjson.JSONEncodeError as error:
         raise ValueError(f"cannot be stored as JSON: {error}") from None
-    if size > MAX_PROPERTIES_BYTES:
-        raise ValueError(f"serializes to {size} bytes; at most {MAX_PROPERTIES_BYTES} are allowed")
+    if len(encoded) > MAX_PROPERTIES_BYTES:
+        raise ValueError(f"serializes to {len(encoded)} bytes; at most {MAX_PROPERTIES_BYTES} are allowed")
+    # orjson writes NUL as \u0000 and NaN or infinity as null: only then can anything be unstorable.
+    if (b"\\u0000" in encoded or b"null" in encoded) and (found := _unstorable(value, "properties")):
+        raise ValueError(found)
     return value
 
 

@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from shared.failures import Unavailable
 from shared.settings import TouchlineSettings
 from shared.topics import ALL_TOPICS, TopicSpec
 
@@ -84,7 +85,7 @@ class RecordPublisher(Protocol):
     async def close(self) -> None: ...
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(Unavailable):
     """The broker did not acknowledge in time; the caller may retry the whole request safely."""
 
 
@@ -189,21 +190,27 @@ async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, linger_second
     return polled
 
 
-def parked_headers(error: str, origin: str) -> list[tuple[str, bytes]]:
-    """Why, when and from where (`topic/partition/offset`) a stream processor parked a record."""
+def parked_headers(error: str, stage: str, origin: str) -> list[tuple[str, bytes]]:
+    """Why, when, by which stage and from where (`topic/partition/offset`) a record was parked."""
     return [
         ("error", error.encode()),
+        ("stage", stage.encode()),
         ("failed_at", datetime.now(UTC).isoformat().encode()),
         ("origin", origin.encode()),
     ]
 
 
-class DeadLetters:
-    """Parks records a stream processor cannot read: original key and bytes, with why, when and whence."""
+def origin_of(record: ConsumerRecord[bytes, bytes]) -> str:
+    return f"{record.topic}/{record.partition}/{record.offset}"
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
-        self.producer, self.topic = producer, topic
+
+class DeadLetters:
+    """Parks records a stream processor cannot read or store: original key and bytes, with why, when,
+    which stage and whence, so an operator can fix and replay them."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, stage: str) -> None:
+        self.producer, self.topic, self.stage = producer, topic, stage
 
     async def park(self, record: ConsumerRecord[bytes, bytes], error: str) -> None:
-        headers = parked_headers(error, f"{record.topic}/{record.partition}/{record.offset}")
+        headers = parked_headers(error, self.stage, origin_of(record))
         await (await self.producer.send(self.topic, record.value, key=record.key, headers=headers))

@@ -54,15 +54,17 @@ from services.consent.metrics import (
 )
 from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
-from shared.db import create_pool, until_committed
+from shared.db import create_pool
 from shared.events import AllowedTouch, ConsentChange, Purpose
-from shared.kafka import parked_headers, poll_batch
+from shared.failures import while_unavailable
+from shared.kafka import origin_of, parked_headers, poll_batch
 from shared.serialization import encode
 from shared.streams import create_batch_consumer, group_id
 from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, TOUCH_DLQ
 from shared.transactions import Parked, PartitionFenced, PartitionTransactions
 
 log = logging.getLogger(__name__)
+STAGE = "consent-filter"
 # Customers whose state is kept in memory; past this the cache starts afresh (PostgreSQL holds it all).
 CACHED_CUSTOMERS = 500_000
 
@@ -121,7 +123,7 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
             for offset, record in batch.records
             if isinstance(record, ConsentChange)
         ]
-        await until_committed(lambda: self.store.record(changes), "consent audit")
+        await while_unavailable(lambda: self.store.record(changes), "consent audit")
         for batch in batches:
             await self._commit(batch)
 
@@ -138,7 +140,7 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
             except ValidationError as error:
                 # Only Touchline writes the customer log: park what it cannot read, never skip it silently.
                 UNREADABLE.inc()
-                headers = parked_headers(str(error), f"{tp.topic}/{tp.partition}/{record.offset}")
+                headers = parked_headers(str(error), STAGE, origin_of(record))
                 batch.parked.append(Parked(self.dead_letter_topic, record.key, record.value, headers))
         return batch
 
@@ -165,7 +167,7 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
         if not unknown:
             return
         customers = sorted({customer for _, customer in unknown})
-        loaded = await until_committed(lambda: self.store.states(customers), "consent state")
+        loaded = await while_unavailable(lambda: self.store.states(customers), "consent state")
         for partition, customer in unknown:
             self.states.setdefault(partition, {})[customer] = loaded[customer]
 

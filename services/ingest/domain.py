@@ -110,7 +110,9 @@ def inbound_source(headers: Sequence[tuple[str, bytes]]) -> str:
     return DEFAULT_INBOUND_SOURCE
 
 
-def dead_letter_headers(rejected: Rejected, failed_at: datetime, origin: str) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    rejected: Rejected, failed_at: datetime, stage: str, origin: str
+) -> list[tuple[str, bytes]]:
     """Why and when a record was refused; the record's own key and bytes travel unchanged beside these."""
     error = {
         "error": rejected.error,
@@ -119,6 +121,7 @@ def dead_letter_headers(rejected: Rejected, failed_at: datetime, origin: str) ->
     }
     return [
         ("error", orjson.dumps(error)),
+        ("stage", stage.encode()),
         ("failed_at", failed_at.isoformat().encode()),
         ("origin", origin.encode()),
     ]

@@ -37,12 +37,13 @@ from services.segments.metrics import (
     TIMER_LAG,
     TRANSITIONS,
     UNREADABLE,
+    UNSTORABLE,
 )
 from services.segments.settings import SegmentsSettings
 from services.segments.store import Evaluation, PendingChange, SegmentStore
-from shared.db import TRANSIENT, until_committed
 from shared.events import MembershipReason, MembershipTransition, SegmentMembershipChange
-from shared.kafka import BrokerUnavailable, DurablePublisher
+from shared.failures import Failure, classify, isolating
+from shared.kafka import DurablePublisher
 from shared.serialization import encode, read_allowed
 from shared.topics import CUSTOMER_ALLOWED, SEGMENT_MEMBERSHIP
 
@@ -91,15 +92,25 @@ class Evaluator:
                 await self.dead_letter(record, item)
             else:
                 readable.append((record, item))
-        await until_committed(partial(self._evaluate_batch, records, readable), "segment batch")
+        if readable:
+            await isolating(readable, self._evaluate_batch, self._park, "segment batch")
         self.decided.set()
 
-    async def _evaluate_batch(
-        self,
-        records: Sequence["ConsumerRecord[bytes, bytes]"],
-        readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem]],
+    async def _park(
+        self, unstorable: tuple["ConsumerRecord[bytes, bytes]", AllowedItem], error: BaseException
     ) -> None:
+        UNSTORABLE.inc()
+        await self.dead_letter(unstorable[0], repr(error))
+
+    async def _evaluate_batch(
+        self, readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem]]
+    ) -> int:
+        """Evaluates a batch (or, while isolating a data error, part of one) in one transaction.
+
+        A part holds a prefix or a suffix of each partition's records, so tracking offsets only advance.
+        """
         started = time.perf_counter()
+        records = [record for record, _ in readable]
         async with self.store.evaluation() as evaluation:
             partitions = sorted({record.partition for record in records})
             applied = await evaluation.offsets(self.allowed_topic, partitions)
@@ -117,6 +128,7 @@ class Evaluator:
             next_offsets = {record.partition: record.offset + 1 for record in records}
             await evaluation.advance_offsets(self.allowed_topic, next_offsets)
         EVALUATION_SECONDS.labels("event").observe(time.perf_counter() - started)
+        return len(readable)
 
     @property
     def horizon(self) -> int:
@@ -215,8 +227,11 @@ async def repeat(work: Callable[[], Awaitable[int]], what: str, full: int) -> No
             if await work() < full:
                 return
             backoff = 0.1
-        except (*TRANSIENT, BrokerUnavailable) as error:
-            # Anything else is a bug: it ends the process, loudly, rather than a task that looks alive.
+        except Exception as error:
+            # Anything but UNAVAILABLE is a bug here (no record to park): it ends the process, loudly,
+            # rather than leaving a task that looks alive.
+            if classify(error) is not Failure.UNAVAILABLE:
+                raise
             log.warning("segment work failed; retrying", extra={"what": what, "error": repr(error)})
         else:
             continue

@@ -24,3 +24,7 @@ PUBLISHED = Counter("touchline_segments_changes_published_total", "Membership ch
 STATE_CUSTOMERS = Gauge("touchline_segments_state_customers", "Customers with a segment digest.")
 STATE_BYTES = Gauge("touchline_segments_state_bytes", "Bytes of stored digests, as PostgreSQL stores them.")
 UNREADABLE = Counter("touchline_segments_unreadable_records_total", "Input records that failed to decode.")
+UNSTORABLE = Counter(
+    "touchline_segments_unstorable_records_total",
+    "Allowed-stream records parked on touch.dlq because PostgreSQL refused their evaluation (a data error).",
+)

@@ -20,7 +20,8 @@ from services.segments.evaluator import RELAY_BATCH, SETTLE_BATCH, Evaluator, re
 from services.segments.metrics import BATCH_SIZE, STATE_BYTES, STATE_CUSTOMERS
 from services.segments.settings import SegmentsSettings
 from services.segments.store import SegmentStore
-from shared.db import TRANSIENT, create_pool
+from shared.db import create_pool
+from shared.failures import Failure, classify
 from shared.kafka import DeadLetters, DurablePublisher, create_producer, poll_batch
 from shared.streams import create_batch_consumer
 from shared.topics import CUSTOMER_ALLOWED, TOUCH_DLQ
@@ -77,7 +78,9 @@ async def _measure_state(store: SegmentStore) -> None:
             customers, size = await store.state_size()
             STATE_CUSTOMERS.set(customers)
             STATE_BYTES.set(size)
-        except TRANSIENT as error:
+        except Exception as error:
+            if classify(error) is not Failure.UNAVAILABLE:
+                raise
             log.warning("could not measure segment state", extra={"error": repr(error)})
         await asyncio.sleep(15.0)
 
@@ -88,7 +91,7 @@ async def run_evaluator(settings: SegmentsSettings) -> None:
     publisher = DurablePublisher(settings, settings.segments_publish_timeout_seconds)
     producer = create_producer(settings)
     store, feed = SegmentStore(pool), DefinitionsFeed()
-    dead_letters = DeadLetters(producer, settings.topic(TOUCH_DLQ))
+    dead_letters = DeadLetters(producer, settings.topic(TOUCH_DLQ), "segments-evaluator")
     evaluator = Evaluator(settings, store, feed, dead_letters.park)
     consumer = create_batch_consumer(settings, "segments")
     loop = BatchLoop(consumer, evaluator)

@@ -24,3 +24,7 @@ CONSUMER_LAG = Gauge(
 UNREADABLE = Counter(
     "touchline_timeline_unreadable_records_total", "Allowed-stream records parked on touch.dlq, unreadable."
 )
+UNSTORABLE = Counter(
+    "touchline_timeline_unstorable_records_total",
+    "Allowed-stream touches parked on touch.dlq because PostgreSQL refused to store them (a data error).",
+)

@@ -9,14 +9,22 @@ still writes the previous batch, written in one transaction, and only then are i
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from prometheus_client import start_http_server
 
-from services.timeline.domain import AllowedItem, BatchPlan, Touch, item_of, parse_allowed, plan_batch
+from services.timeline.domain import (
+    AllowedItem,
+    BatchPlan,
+    TimelineRow,
+    Touch,
+    item_of,
+    parse_allowed,
+    plan_batch,
+)
 from services.timeline.metrics import (
     BATCH_SECONDS,
     BATCH_SIZE,
@@ -25,10 +33,12 @@ from services.timeline.metrics import (
     END_TO_END_SECONDS,
     EVENTS_PROJECTED,
     UNREADABLE,
+    UNSTORABLE,
 )
 from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
-from shared.db import create_pool, until_committed
+from shared.db import create_pool
+from shared.failures import Failure, classify, isolating, while_unavailable
 from shared.kafka import DeadLetters, create_producer, poll_batch
 from shared.serialization import read_allowed
 from shared.streams import create_batch_consumer
@@ -36,6 +46,9 @@ from shared.topics import CUSTOMER_ALLOWED, TOUCH_DLQ
 
 log = logging.getLogger(__name__)
 Offsets = Mapping[TopicPartition, int]
+# Where each touch of a batch came from, so a row PostgreSQL refuses is parked as the record it was.
+Origins = dict[tuple[str, str], ConsumerRecord[bytes, bytes]]
+STAGE = "timeline-projector"
 
 
 class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -45,9 +58,14 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
         self.consumer, self.store, self.dead_letters = consumer, store, dead_letters
         self.writing: asyncio.Task[None] | None = None
 
-    async def write(self, plan: BatchPlan, offsets: Offsets, received: list[float]) -> None:
+    async def write(self, plan: BatchPlan, origins: Origins, offsets: Offsets, received: list[float]) -> None:
         started = time.perf_counter()
-        stored = await until_committed(partial(self.store.apply_batch, plan), "timeline batch")
+        try:
+            stored = await while_unavailable(partial(self.store.apply_batch, plan), "timeline batch")
+        except Exception as error:
+            if classify(error) is not Failure.DATA:
+                raise  # a bug: the process ends, this batch's offsets uncommitted
+            stored = await self._isolate(plan, origins)
         BATCH_SECONDS.observe(time.perf_counter() - started)
         EVENTS_PROJECTED.inc(stored)
         CUSTOMERS_ERASED.inc(len(plan.erase))
@@ -60,6 +78,20 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
             # The partitions moved to another worker mid-batch: it replays them, and writes are idempotent.
             log.warning("offsets not committed after a rebalance; the new owner replays them")
 
+    async def _isolate(self, plan: BatchPlan, origins: Origins) -> int:
+        """The batch again with the rows PostgreSQL refuses (say, text it cannot hold) found and parked."""
+        await while_unavailable(partial(self.store.apply_batch, BatchPlan(erase=plan.erase)), "erasures")
+
+        async def write(rows: Sequence[TimelineRow]) -> int:
+            part = BatchPlan(rows={(row.customer_id, row.event_id): row for row in rows})
+            return await self.store.apply_batch(part)
+
+        async def park(row: TimelineRow, error: BaseException) -> None:
+            UNSTORABLE.inc()
+            await self.dead_letters.park(origins[row.customer_id, row.event_id], repr(error))
+
+        return await isolating(list(plan.rows.values()), write, park, "timeline rows")
+
     async def finish_writing(self) -> None:
         if self.writing is not None:
             await self.writing
@@ -71,7 +103,9 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         return None
 
-    async def _readable(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[AllowedItem]:
+    async def _readable(
+        self, records: list[ConsumerRecord[bytes, bytes]], origins: Origins
+    ) -> list[AllowedItem]:
         items = []
         for record in records:
             item = read_allowed(record.value or b"", parse_allowed, item_of)
@@ -79,15 +113,18 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
                 # Parked with the reason, never skipped silently, and never allowed to stop the projector.
                 UNREADABLE.inc()
                 await self.dead_letters.park(record, item)
-            else:
-                items.append(item)
+                continue
+            items.append(item)
+            if isinstance(item, Touch):
+                origins[item.row.customer_id, item.row.event_id] = record
         return items
 
     async def poll_once(self, batch_max: int, linger: float) -> None:
         polled = await poll_batch(self.consumer, batch_max, linger)
         if not polled:
             return
-        per_partition = [await self._readable(batch) for batch in polled.values()]
+        origins: Origins = {}
+        per_partition = [await self._readable(batch, origins) for batch in polled.values()]
         per_partition = [batch for batch in per_partition if batch]
         items = [item for batch in per_partition for item in batch]
         plan = plan_batch(items)  # while the previous batch is still being written
@@ -98,7 +135,7 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
         ]
         BATCH_SIZE.observe(len(items))
         await self.finish_writing()
-        self.writing = asyncio.create_task(self.write(plan, offsets, received))
+        self.writing = asyncio.create_task(self.write(plan, origins, offsets, received))
         for tp in polled:
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
@@ -110,7 +147,9 @@ async def run_projector(settings: TimelineSettings) -> None:
     pool = await create_pool(settings.pg_dsn.get_secret_value(), max_size=2)
     consumer = create_batch_consumer(settings, "timeline")
     producer = create_producer(settings)
-    projector = Projector(consumer, TimelineStore(pool), DeadLetters(producer, settings.topic(TOUCH_DLQ)))
+    projector = Projector(
+        consumer, TimelineStore(pool), DeadLetters(producer, settings.topic(TOUCH_DLQ), STAGE)
+    )
     consumer.subscribe([settings.topic(CUSTOMER_ALLOWED)], listener=projector)
     await producer.start()
     await consumer.start()

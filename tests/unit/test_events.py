@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from shared.serialization import (
     encode,
     encode_stamped,
 )
+from tests.strategies import storable_text
 
 GOOD: dict[str, Any] = {
     "event_id": "shop-order-1",
@@ -150,7 +152,7 @@ def test_membership_changes_round_trip() -> None:
 
 
 identifiers = st.text(alphabet="abcXYZ019._:-", min_size=1, max_size=128)
-json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
+json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | storable_text(20)
 offsets = st.integers(-14 * 60, 14 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
 
 
@@ -160,7 +162,7 @@ offsets = st.integers(-14 * 60, 14 * 60).map(lambda minutes: timezone(timedelta(
     occurred_at=st.datetimes(
         min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=offsets
     ),
-    properties=st.dictionaries(st.text(max_size=10), json_scalars, max_size=5),
+    properties=st.dictionaries(storable_text(10), json_scalars, max_size=5),
 )
 def test_any_valid_event_survives_the_wire_unchanged(
     event_id: str, customer_id: str, occurred_at: datetime, properties: dict[str, Any]
@@ -170,6 +172,50 @@ def test_any_valid_event_survives_the_wire_unchanged(
     )
     assert decode_customer_log(encode(event)) == event
     assert event.occurred_at == occurred_at
+
+
+@pytest.mark.parametrize(
+    ("properties", "where"),
+    [
+        ({"note": "a\0b"}, "properties.note holds a NUL"),
+        ({"a\0": 1}, "a key in properties holds a NUL"),
+        ({"deep": {"list": [1, {"x": "\0"}]}}, "properties.deep.list.1.x holds a NUL"),
+        ({"deep": {"k\0ey": True}}, "a key in properties.deep holds a NUL"),
+        ({"amount": float("nan")}, "properties.amount is nan"),
+        ({"amount": [float("inf")]}, "properties.amount.0 is inf"),
+        ({"amount": float("-inf")}, "properties.amount is -inf"),
+    ],
+)
+def test_unstorable_values_are_refused_naming_where_they_are(properties: dict[str, Any], where: str) -> None:
+    assert where in errors_of(properties=properties)["properties"]
+
+
+@pytest.mark.parametrize("body", [b'{"a": NaN}', b'{"a": Infinity}', b'{"a": [1e400]}', b'{"a\\u0000": 1}'])
+def test_unstorable_values_in_json_text_are_refused(body: bytes) -> None:
+    without_properties = {name: value for name, value in GOOD.items() if name != "properties"}
+    text = orjson.dumps(without_properties)[:-1] + b', "properties": ' + body + b"}"
+    with pytest.raises(ValidationError) as raised:
+        TouchEventIn.model_validate_json(text)
+    assert raised.value.errors()[0]["loc"] == ("properties",)
+
+
+def test_null_and_text_saying_null_are_still_fine() -> None:
+    event = TouchEventIn.model_validate(GOOD | {"properties": {"a": None, "b": "null", "c": "\\u0000"}})
+    assert event.properties == {"a": None, "b": "null", "c": "\\u0000"}
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "3000-01-01T00:00:00Z",
+    ],
+)
+def test_instants_outside_what_every_stage_handles_are_a_clear_error(occurred_at: str) -> None:
+    assert "between 1970-01-01 and 3000-01-01" in errors_of(occurred_at=occurred_at)["occurred_at"]
 
 
 def test_numbers_beyond_64_bits_are_a_clear_error_not_a_crash() -> None:
@@ -183,7 +229,7 @@ def test_numbers_beyond_64_bits_are_a_clear_error_not_a_crash() -> None:
     received_at=st.datetimes(
         min_value=datetime(2020, 1, 1), max_value=datetime(2100, 1, 1), timezones=offsets
     ),
-    properties=st.dictionaries(st.text(max_size=10), json_scalars, max_size=5),
+    properties=st.dictionaries(storable_text(10), json_scalars, max_size=5),
     source=identifiers,
 )
 def test_a_spliced_stamp_decodes_to_the_same_event_as_a_built_model(

@@ -109,9 +109,9 @@ def test_inbound_source_comes_from_the_header_or_a_default() -> None:
     assert raised.value.problems[0].field == "headers.source"
 
 
-def test_dead_letter_headers_carry_reason_time_and_origin() -> None:
+def test_dead_letter_headers_carry_reason_stage_time_and_origin() -> None:
     rejection = Rejected(422, "invalid_event", "bad", [Problem(field="type", reason="nope")])
-    headers = dict(dead_letter_headers(rejection, NOW, "touch.inbound/3/42"))
+    headers = dict(dead_letter_headers(rejection, NOW, "ingest-worker", "touch.inbound/3/42"))
     assert orjson.loads(headers["error"]) == {
         "error": "invalid_event",
         "message": "bad",
@@ -119,6 +119,7 @@ def test_dead_letter_headers_carry_reason_time_and_origin() -> None:
     }
     assert headers["failed_at"] == b"2026-11-22T12:00:00+00:00"
     assert headers["origin"] == b"touch.inbound/3/42"
+    assert headers["stage"] == b"ingest-worker"
 
 
 def test_stamped_records_are_keyed_by_customer_and_add_only_the_platform_fields() -> None:

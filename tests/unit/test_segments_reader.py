@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from services.segments.domain import item_of, parse_allowed
 from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
 from shared.serialization import decode_allowed, encode
+from tests.strategies import storable_text
 
 AT = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -23,7 +24,7 @@ AT = datetime(2026, 11, 22, tzinfo=UTC)
         | st.booleans()
         | st.integers(-(2**53), 2**53)
         | st.floats(allow_nan=False, allow_infinity=False)
-        | st.text(max_size=8),
+        | storable_text(8),
     ),
     referenced=st.frozensets(st.sampled_from(["amount", "path", "missing"])),
     purposes=st.frozensets(st.sampled_from(list(Purpose)), min_size=1),

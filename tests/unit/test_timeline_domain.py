@@ -12,6 +12,7 @@ from services.timeline.domain import BatchPlan, Cursor, item_of, parse_allowed, 
 from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
 from shared.serialization import decode_allowed, encode
 from tests.consent_model import ProjectionModel
+from tests.strategies import storable_text
 
 AT = datetime(2026, 11, 22, tzinfo=UTC)
 PROFILING, MARKETING = Purpose.PROFILING, Purpose.MARKETING
@@ -120,7 +121,7 @@ def test_filter_values_may_be_comma_separated_or_repeated() -> None:
         min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
     ),
     properties=st.dictionaries(
-        st.text(max_size=10), st.none() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
+        storable_text(10), st.none() | st.integers(-(2**53), 2**53) | storable_text(8)
     ),
     purposes=st.frozensets(st.sampled_from(list(Purpose)), min_size=1),
     erase_it=st.booleans(),
