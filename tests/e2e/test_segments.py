@@ -209,3 +209,41 @@ async def test_an_unreadable_record_is_parked_and_the_valid_ones_beside_it_still
             lambda: timeline.get(f"/v1/customers/{customer}/timeline", headers=READER),
             lambda response: response.status_code == 200,
         )
+
+
+async def test_a_touch_postgresql_cannot_store_is_parked_alone_and_both_readers_go_on(
+    segments: httpx.AsyncClient, timeline_projector: ServiceProcess, kafka: TouchlineSettings, unique: str
+) -> None:
+    """Ingest refuses NUL; should one reach the allowed stream anyway, only that touch is parked.
+
+    It once stopped the timeline: `properties::jsonb` refused the whole batch, the projector died, and
+    the second projector replayed the same batch and died the same way.
+    """
+    kind, customer = f"note.u{unique}", f"nul-{unique}"
+    await define(segments, f"noted-{unique}", {"count": {"type": kind, "within": "1d"}, "gte": 3})
+    now = datetime.now(UTC)
+    key, poisoned = allowed_touch(customer, "poison", kind, now, note="PLACEHOLDER")
+    poison = (key, poisoned.replace(b'"PLACEHOLDER"', b'"a\\u0000b"'))
+    touches = [allowed_touch(customer, f"ok-{number}", kind, now) for number in range(3)]
+    await feed(kafka, [touches[0], poison, *touches[1:]])
+    parked = await consume_until(
+        kafka.kafka_bootstrap,
+        kafka.topic(TOUCH_DLQ),
+        lambda kept: len(kept) >= 1,
+        keep=lambda record: record.value == poison[1],
+    )
+    headers = dict(parked[0].headers)
+    assert headers["stage"] == b"timeline-projector"
+    assert b"UntranslatableCharacter" in headers["error"] or b"\\u0000" in headers["error"]
+    assert headers["origin"].decode().startswith(kafka.topic(CUSTOMER_ALLOWED))
+    app = timeline_app(TimelineSettings())
+    async with asgi_client(app) as timeline:
+        response = await eventually(
+            lambda: timeline.get(f"/v1/customers/{customer}/timeline", headers=READER),
+            lambda response: response.status_code == 200 and len(response.json()["events"]) == 3,
+        )
+        assert {event["event_id"] for event in response.json()["events"]} == {"ok-0", "ok-1", "ok-2"}
+    # The evaluator stores what rules reference, not the text: it counts the poisoned touch too.
+    await eventually(lambda: members(segments, f"noted-{unique}"), lambda found: customer in found)
+    assert timeline_projector.process is not None
+    assert timeline_projector.process.poll() is None

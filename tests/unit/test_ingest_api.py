@@ -92,6 +92,37 @@ async def test_invalid_events_are_listed_and_nothing_is_published(
 
 
 @pytest.mark.parametrize(
+    ("event", "field", "reason"),
+    [
+        (touch(properties={"note": "a\0b"}), "properties", "properties.note holds a NUL character"),
+        (touch(properties={"x": {"k\0": 1}}), "properties", "a key in properties.x holds a NUL"),
+        (touch(occurred_at="0001-01-01T00:00:00+01:00"), "occurred_at", "between 1970-01-01 and 3000-01-01"),
+        (touch(occurred_at="9999-12-31T23:59:59-01:00"), "occurred_at", "between 1970-01-01 and 3000-01-01"),
+    ],
+)
+async def test_what_no_store_can_hold_is_refused_naming_the_field(
+    client: httpx.AsyncClient, publisher: FakePublisher, event: dict[str, Any], field: str, reason: str
+) -> None:
+    response = await client.post("/v1/events", json=[touch(), event], headers=WRITER)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    assert (problem["index"], problem["field"]) == (1, field)
+    assert reason in problem["reason"]
+    assert not publisher.published
+
+
+async def test_non_finite_numbers_are_refused(client: httpx.AsyncClient, publisher: FakePublisher) -> None:
+    body = json.dumps([touch(properties={"amount": float("nan")}), touch(properties={"n": [1e400]})])
+    response = await client.post("/v1/events", content=body, headers=WRITER)
+    assert response.status_code == 422, response.text
+    assert [(p["index"], p["field"]) for p in response.json()["problems"]] == [
+        (0, "properties"),
+        (1, "properties"),
+    ]
+    assert not publisher.published
+
+
+@pytest.mark.parametrize(
     ("content", "content_type", "status", "error"),
     [
         (b"[{", "application/json", 400, "malformed_json"),
@@ -163,7 +194,8 @@ async def test_the_openapi_document_shows_a_copyable_example(client: httpx.Async
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    # NaN, infinity and NUL included: the standard library's encoder writes them all.
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20,
 )
@@ -175,7 +207,13 @@ near_valid_events = st.fixed_dictionaries(
         "type": st.sampled_from(["purchase", "Email.Opened", "a..b"]) | json_values,
         "channel": st.sampled_from(["web", "Web", ""]) | json_values,
         "occurred_at": st.sampled_from(
-            ["2026-11-22T11:00:00Z", "2026-11-22T11:00:00", "2999-01-01T00:00:00Z"]
+            [
+                "2026-11-22T11:00:00Z",
+                "2026-11-22T11:00:00",
+                "2999-01-01T00:00:00Z",
+                "0001-01-01T00:00:00+01:00",
+                "9999-12-31T23:59:59-01:00",
+            ]
         )
         | json_values,
         "properties": json_values,
