@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 BIN := $(VENV)/bin
 LOCAL := deploy/local
 
-.PHONY: run stop test lint unit integration faults bench venv infra fmt clean
+.PHONY: run stop status test lint unit integration faults bench venv infra fmt clean
 
 # The virtualenv is rebuilt only when pyproject.toml changes, so a second run downloads nothing.
 $(INSTALLED): pyproject.toml
@@ -26,6 +26,12 @@ run: venv
 
 stop:
 	@bash $(LOCAL)/stop.sh
+
+# Every process with its state, pid, uptime and restarts; then Kafka and PostgreSQL.
+status:
+	@bash $(LOCAL)/supervise.sh status || true
+	@bash $(LOCAL)/kafka.sh status && echo "kafka                  RUNNING" || echo "kafka                  STOPPED"
+	@bash $(LOCAL)/postgres.sh status && echo "postgresql             RUNNING" || echo "postgresql             STOPPED"
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""python -m shared topics|migrate|demo: set-up steps the Makefile and operators run."""
+"""python -m shared topics|migrate|demo|probe: set-up steps and checks the Makefile and operators run."""
 
 import argparse
 import asyncio
@@ -38,6 +38,13 @@ def load_demo(urls: argparse.Namespace, api_key: str, customers: int, weeks: int
     return len(events)
 
 
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=3.0).is_success
+    except httpx.HTTPError:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,7 +59,11 @@ def main() -> None:
     )
     demo.add_argument("--customers", type=int, default=200)
     demo.add_argument("--weeks", type=int, default=8)
+    probe = commands.add_parser("probe", help="exit 0 when URL answers 2xx within 3 s (health checks)")
+    probe.add_argument("url")
     args = parser.parse_args()
+    if args.command == "probe":
+        sys.exit(0 if _answers(args.url) else 1)
     settings = TouchlineSettings()
     if args.command == "topics":
         created = asyncio.run(ensure_topics(settings))

@@ -58,10 +58,10 @@ infra_start() {
   bash "$TOUCHLINE_ROOT/deploy/local/postgres.sh" start
 }
 
-processes() {  # the lines of deploy/processes.txt, with ${VARS} expanded, comments dropped
+processes() {  # the lines of deploy/processes.txt (or $TOUCHLINE_PROCESSES), ${VARS} expanded, no comments
   local name module command url settings
   while read -r name module command url settings; do
     [[ -z "$name" || "$name" == \#* ]] && continue
     printf '%s %s %s %s %s\n' "$name" "$module" "$command" "$(eval "echo \"$url\"")" "$settings"
-  done <"$TOUCHLINE_ROOT/deploy/processes.txt"
+  done <"${TOUCHLINE_PROCESSES:-$TOUCHLINE_ROOT/deploy/processes.txt}"
 }

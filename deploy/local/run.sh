@@ -20,27 +20,6 @@ api_keys() {
   fi
 }
 
-start_process() {  # start_process NAME MODULE COMMAND READY_URL [VAR=value ...]
-  local name=$1 module=$2 command=$3 url=$4 pidfile="$SERVICES_DIR/$1.pid"
-  local settings=("${@:5}")
-  if pid_alive "$pidfile"; then
-    log "$name already running (pid $(cat "$pidfile"))"
-  else
-    log "starting $name"
-    # exec: the pid file holds the service itself, and no wrapper shell keeps our stdout open.
-    (cd "$TOUCHLINE_ROOT" && exec env "${settings[@]}" setsid "$PYTHON" -m "$module" "$command") \
-      >>"$SERVICES_DIR/$name.log" 2>&1 </dev/null &
-    echo $! >"$pidfile"
-  fi
-  [[ "$url" == "-" ]] && return 0
-  local deadline=$((SECONDS + 60))
-  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
-    pid_alive "$pidfile" || die "$name exited; see $SERVICES_DIR/$name.log"
-    ((SECONDS < deadline)) || die "$name not ready after 60 s at $url; see $SERVICES_DIR/$name.log"
-    sleep 0.5
-  done
-}
-
 load_demo_once() {
   local marker="$TOUCHLINE_RUN_DIR/demo-loaded" key
   [[ -f "$marker" ]] && { log "demo data already loaded"; return 0; }
@@ -61,10 +40,7 @@ main() {
   TOUCHLINE_API_KEYS="$(api_keys)"
   export TOUCHLINE_API_KEYS
   (cd "$TOUCHLINE_ROOT" && "$PYTHON" -m shared migrate && "$PYTHON" -m shared topics)
-  while read -r name module command url settings; do
-    # shellcheck disable=SC2086  # the settings column is a space-separated list of VAR=value words
-    start_process "$name" "$module" "$command" "$url" $settings
-  done < <(processes)
+  bash "$TOUCHLINE_ROOT/deploy/local/supervise.sh" start
   load_demo_once
   cat <<TXT
 
@@ -75,7 +51,7 @@ Touchline is running.
   Segments API   http://127.0.0.1:$TOUCHLINE_SEGMENTS_PORT/docs
   Kafka          127.0.0.1:$TOUCHLINE_KAFKA_PORT
   PostgreSQL     $TOUCHLINE_PG_DSN
-  Logs and pids  $TOUCHLINE_RUN_DIR
+  Logs           $SERVICES_DIR   (make status: every process, its state and restarts)
   API keys       (local development only; set TOUCHLINE_API_KEYS to use your own)
 $("$PYTHON" -c 'import json,sys
 for key, grant in json.load(sys.stdin).items():

@@ -40,6 +40,19 @@ def test_every_process_has_its_compose_service(name: str, module: str, command: 
     assert service["command"] == ["python", "-m", module, command]
 
 
+@pytest.mark.parametrize(("name", "module", "command"), processes())
+def test_every_process_is_restarted_and_health_checked_in_compose(
+    name: str, module: str, command: str
+) -> None:
+    service = compose()["services"][name]
+    assert service["restart"] == "unless-stopped"
+    probe = service["healthcheck"]["test"]
+    assert probe[:5] == ["CMD", "python", "-m", "shared", "probe"]
+    # APIs answer readiness, workers their metrics endpoint.
+    path = "/readyz" if command == "api" else "/metrics"
+    assert probe[5].endswith(path)
+
+
 def test_every_service_package_with_a_command_line_is_deployed() -> None:
     modules = {module for _, module, _ in processes()}
     packages = {f"services.{path.parent.name}" for path in (ROOT / "services").glob("*/__main__.py")}
