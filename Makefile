@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 BIN := $(VENV)/bin
 LOCAL := deploy/local
 
-.PHONY: run stop status test lint unit integration faults bench venv infra fmt clean
+.PHONY: run stop status cluster cluster-stop test lint unit integration faults bench venv infra fmt clean
 
 # The virtualenv is rebuilt only when pyproject.toml changes, so a second run downloads nothing.
 $(INSTALLED): pyproject.toml
@@ -26,6 +26,18 @@ run: venv
 
 stop:
 	@bash $(LOCAL)/stop.sh
+
+# A three-node KRaft cluster on loopback (ports 29092-29094) from the same Maven artifacts, for trying
+# Touchline with replication 3 / min.insync.replicas 2 (the fault suite starts its own the same way).
+CLUSTER := TOUCHLINE_RUN_DIR=$(CURDIR)/.run/cluster TOUCHLINE_KAFKA_NODES=3 TOUCHLINE_KAFKA_PORT=29092 \
+	TOUCHLINE_KAFKA_CONTROLLER_PORT=29192
+cluster: venv
+	@$(CLUSTER) bash $(LOCAL)/kafka.sh start
+	@echo "cluster up: TOUCHLINE_KAFKA_BOOTSTRAP=127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094" \
+		"TOUCHLINE_KAFKA_REPLICATION_FACTOR=3 TOUCHLINE_KAFKA_MIN_INSYNC_REPLICAS=2"
+
+cluster-stop:
+	@$(CLUSTER) bash $(LOCAL)/kafka.sh stop
 
 # Every process with its state, pid, uptime and restarts; then Kafka and PostgreSQL.
 status:

@@ -54,7 +54,12 @@ async def ensure_topics(settings: TouchlineSettings, specs: Iterable[TopicSpec] 
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(settings.topic(spec), spec.partitions, replication_factor=1, topic_configs=spec.config())
+            NewTopic(
+                settings.topic(spec),
+                spec.partitions,
+                replication_factor=settings.kafka_replication_factor,
+                topic_configs=spec.config(settings.kafka_min_insync_replicas),
+            )
             for spec in specs
             if settings.topic(spec) not in existing
         ]

@@ -3,7 +3,9 @@
 Every variable starts with `TOUCHLINE_`; the defaults are the ones `make run` uses.
 """
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.events import ConsentStatus, Identifier, Purpose
@@ -24,6 +26,11 @@ class TouchlineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOUCHLINE_", extra="ignore", frozen=True)
 
     kafka_bootstrap: str = "127.0.0.1:19092"
+    # One broker locally; 3 and 2 on a cluster, so acks=all means a write survives losing a broker.
+    kafka_replication_factor: int = Field(default=1, ge=1, description="Replicas of every topic created.")
+    kafka_min_insync_replicas: int = Field(
+        default=1, ge=1, description="Replicas that must have a write before acks=all acknowledges it."
+    )
     topic_prefix: str = Field(default="", description="Prepended to every topic name; tests set their own.")
     pg_dsn: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:55432/touchline")
     api_keys: dict[str, list[str] | ApiKeyGrant] = Field(
@@ -35,6 +42,16 @@ class TouchlineSettings(BaseSettings):
         default_factory=dict,
         description='JSON, e.g. {"marketing": "granted"}; a purpose not named keeps the built-in default.',
     )
+
+    @model_validator(mode="after")
+    def _replicas_can_be_in_sync(self) -> Self:
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError(
+                f"TOUCHLINE_KAFKA_MIN_INSYNC_REPLICAS ({self.kafka_min_insync_replicas}) exceeds"
+                f" TOUCHLINE_KAFKA_REPLICATION_FACTOR ({self.kafka_replication_factor}):"
+                " no acks=all write could ever succeed"
+            )
+        return self
 
     def default_consent(self) -> dict[Purpose, ConsentStatus]:
         """Consent of customers who never said anything, per purpose."""

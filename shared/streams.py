@@ -47,7 +47,7 @@ def create_stream_app(settings: StreamSettings, name: str, **overrides: Any) -> 
         "broker_heartbeat_interval": settings.stream_session_timeout_seconds / 5,
         "broker_commit_interval": settings.stream_commit_interval_seconds,
         "consumer_auto_offset_reset": "earliest",
-        "topic_replication_factor": 1,
+        "topic_replication_factor": settings.kafka_replication_factor,
         "topic_allow_declare": True,
         "web_enabled": False,
     }

@@ -13,8 +13,12 @@ class TopicSpec:
     cleanup_policy: str = "delete"
     retention_ms: int = FOREVER
 
-    def config(self) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+    def config(self, min_insync_replicas: int) -> dict[str, str]:
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(min_insync_replicas),
+        }
 
 
 # Customer-keyed topics share one partition count, so per-customer state stays co-partitioned.
