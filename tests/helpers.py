@@ -101,6 +101,9 @@ class ServiceProcess:
             )
         return self
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, as when a machine dies."""
         if self.process and self.process.poll() is None:
