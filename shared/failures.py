@@ -20,6 +20,7 @@ from typing import TypeVar
 import asyncpg
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from asyncpg.exceptions._base import DataError as ClientDataError  # asyncpg.DataError is SQLSTATE 22000
+from asyncpg.exceptions._base import InternalClientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,8 +58,11 @@ def classify(error: BaseException) -> Failure:
     if isinstance(error, asyncpg.PostgresError):
         state = str(getattr(error, "sqlstate", "") or "")
         return SQLSTATE_STATES.get(state) or SQLSTATE_CLASSES.get(state[:2], Failure.BUG)
-    if isinstance(error, OSError | TimeoutError | asyncpg.InterfaceError | Unavailable):
+    if isinstance(error, OSError | TimeoutError | asyncpg.InterfaceError | InternalClientError | Unavailable):
         # InterfaceError: the connection closed under the query, or the pool is being closed.
+        # InternalClientError ("cannot switch to state 15; another operation is in progress"): asyncpg's
+        # protocol confused by a server that went away mid-transaction (asyncpg#784); the pool terminates
+        # that connection on release, so a retry gets a fresh one. Seen in the PostgreSQL-restart scenario.
         return Failure.UNAVAILABLE
     if isinstance(error, KafkaTimeoutError | KafkaConnectionError):
         return Failure.UNAVAILABLE  # a request outlived its time: not `retriable` in aiokafka's own table

@@ -1,6 +1,7 @@
 """Kafka adapters: producer and consumer factories with the project's guarantees, and topic creation."""
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -120,14 +121,33 @@ class DurablePublisher:
 
     async def publish(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
         """Key-value pairs to `topic`, in order per key; raises BrokerUnavailable past the timeout."""
+        producer = None
         try:
             async with asyncio.timeout(self._timeout):
                 producer = await self._started()
                 await asyncio.gather(*await send_partitioned(producer, topic, records))
         except (TimeoutError, KafkaError) as error:
+            if isinstance(error, KafkaError) and not error.retriable and producer is not None:
+                await self._discard(producer, error)
             raise BrokerUnavailable(
                 f"Kafka did not acknowledge within {self._timeout:g} s: {error!r}"
             ) from error
+
+    async def _discard(self, producer: AIOKafkaProducer, error: KafkaError) -> None:
+        """Replaces a producer whose idempotence state the broker no longer accepts.
+
+        After a broker restart with batches in flight, aiokafka's sequence numbers can run ahead of the
+        broker's: every later send fails with OutOfOrderSequenceNumber, and the producer never recovers
+        (seen in the fault suite's Kafka-restart scenario). A fresh producer gets a new producer id. The
+        old one is stopped first, so none of its batches can land after the retry's.
+        """
+        async with self._starting:
+            if self._producer is producer:
+                self._producer = None
+        log.warning("replacing a producer the broker refuses", extra={"error": repr(error)})
+        with contextlib.suppress(KafkaError, TimeoutError):
+            async with asyncio.timeout(self._timeout):
+                await producer.stop()
 
     async def ready(self) -> bool:
         try:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import start_http_server
 
 from services.segments.definitions import DefinitionsFeed
@@ -45,17 +45,21 @@ class BatchLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def poll_once(self, batch_max: int, linger: float) -> None:
         polled = await poll_batch(self.consumer, batch_max, linger)
-        records = [record for batch in polled.values() for record in batch]
-        if not records:
-            return
         async with self.evaluating:
+            # A rebalance may have landed while this batch was polled: what is no longer this worker's is
+            # the new owner's, and a revocation waits for this lock, so the assignment holds from here.
+            assigned = self.consumer.assignment()
+            polled = {tp: batch for tp, batch in polled.items() if tp in assigned and batch}
+            records = [record for batch in polled.values() for record in batch]
+            if not records:
+                return
             BATCH_SIZE.observe(len(records))
             await self.evaluator.evaluate_batch(records)
             try:
                 await self.consumer.commit(
                     {tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch}
                 )
-            except CommitFailedError:
+            except (CommitFailedError, IllegalStateError):
                 # Moved mid-batch: the new owner skips what the tracking rows say is done.
                 log.warning("offsets not committed after a rebalance; the tracking rows hold them")
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import start_http_server
 
 from services.timeline.domain import (
@@ -74,7 +74,7 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
             END_TO_END_SECONDS.observe(max(0.0, committed_at - moment))
         try:
             await self.consumer.commit(dict(offsets))
-        except CommitFailedError:
+        except (CommitFailedError, IllegalStateError):
             # The partitions moved to another worker mid-batch: it replays them, and writes are idempotent.
             log.warning("offsets not committed after a rebalance; the new owner replays them")
 
@@ -124,19 +124,25 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
         if not polled:
             return
         origins: Origins = {}
-        per_partition = [await self._readable(batch, origins) for batch in polled.values()]
-        per_partition = [batch for batch in per_partition if batch]
-        items = [item for batch in per_partition for item in batch]
-        plan = plan_batch(items)  # while the previous batch is still being written
-        offsets = {tp: batch[-1].offset + 1 for tp, batch in polled.items()}
+        decoded = {tp: await self._readable(batch, origins) for tp, batch in polled.items()}
+        await self.finish_writing()
+        # A rebalance can land while a batch is polled or decoded. What is no longer this worker's is the
+        # new owner's to write, in order: written here, late, it could put back rows an erasure there
+        # deleted. From here to the write's start nothing awaits, and a revocation waits for the write.
+        assigned = self.consumer.assignment()
+        mine = {tp: items for tp, items in decoded.items() if tp in assigned}
+        items = [item for batch in mine.values() for item in batch]
+        plan = plan_batch(items)
+        offsets = {tp: polled[tp][-1].offset + 1 for tp in mine}
         # One latency sample per partition and batch (its oldest record) keeps metrics off the per-event path.
         received = [
-            batch[0].row.received_at.timestamp() for batch in per_partition if isinstance(batch[0], Touch)
+            batch[0].row.received_at.timestamp()
+            for batch in mine.values()
+            if batch and isinstance(batch[0], Touch)
         ]
         BATCH_SIZE.observe(len(items))
-        await self.finish_writing()
         self.writing = asyncio.create_task(self.write(plan, origins, offsets, received))
-        for tp in polled:
+        for tp in mine:
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 CONSUMER_LAG.labels(str(tp.partition)).set(max(0, highwater - offsets[tp]))

@@ -13,6 +13,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 from asyncpg.exceptions._base import DataError as ClientDataError
+from asyncpg.exceptions._base import InternalClientError
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,6 +68,10 @@ def test_postgres_errors_are_classified_by_sqlstate(sqlstate: str, expected: Fai
         (ConnectionResetError(), Failure.UNAVAILABLE),
         (TimeoutError(), Failure.UNAVAILABLE),  # asyncpg's command_timeout, asyncio.timeout
         (asyncpg.InterfaceError("connection is closed"), Failure.UNAVAILABLE),
+        (
+            InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
+            Failure.UNAVAILABLE,
+        ),
         (ClientDataError("invalid input for query argument $1"), Failure.DATA),
         (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), Failure.DATA),
         (OverflowError("date value out of range"), Failure.DATA),
