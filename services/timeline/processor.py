@@ -131,6 +131,8 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
         # deleted. From here to the write's start nothing awaits, and a revocation waits for the write.
         assigned = self.consumer.assignment()
         mine = {tp: items for tp, items in decoded.items() if tp in assigned}
+        if not mine:
+            return
         items = [item for batch in mine.values() for item in batch]
         plan = plan_batch(items)
         offsets = {tp: polled[tp][-1].offset + 1 for tp in mine}
