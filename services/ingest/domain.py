@@ -1,9 +1,10 @@
 """Ingest rules, the same for the HTTP and the Kafka-native path: what is a valid touch, and stamping it."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -28,16 +29,32 @@ class Rejected(Exception):
 
 
 _batch = TypeAdapter(list[TouchEventIn])
+_raw_batch = TypeAdapter(list[Any])
 _SOURCE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def future_problems(events: Sequence[TouchEventIn], now: datetime, policy: IngestPolicy) -> list[Problem]:
+def future_problems(
+    events: Iterable[tuple[int, TouchEventIn]], now: datetime, policy: IngestPolicy
+) -> list[Problem]:
+    """Events, by index, that claim to happen later than the policy allows."""
     latest, seconds = now + policy.max_future, policy.max_future.total_seconds()
     return [
         Problem(index=index, field="occurred_at", reason=f"is more than {seconds:g} s in the future")
-        for index, event in enumerate(events)
+        for index, event in events
         if event.occurred_at > latest
     ]
+
+
+def _future_among_valid(
+    body: bytes, invalid: set[int | None], now: datetime, policy: IngestPolicy
+) -> list[Problem]:
+    """When some events of a batch are invalid, the others still get every check, so a client fixing
+    its batch learns every problem in one answer."""
+    items = _raw_batch.validate_json(body)
+    valid = (
+        (index, TouchEventIn.model_validate(item)) for index, item in enumerate(items) if index not in invalid
+    )
+    return future_problems(valid, now, policy)
 
 
 def _malformed(error: ValidationError) -> Rejected | None:
@@ -54,17 +71,19 @@ def parse_batch(body: bytes, now: datetime, policy: IngestPolicy) -> list[TouchE
     try:
         events = _batch.validate_json(body)
     except ValidationError as error:
-        raise _malformed(error) or Rejected(
-            422,
-            "invalid_events",
-            "some events are invalid; none was accepted",
-            problems_from(error.errors(), indexed=True),
+        if malformed := _malformed(error):
+            raise malformed from None
+        problems = problems_from(error.errors(), indexed=True)
+        problems += _future_among_valid(body, {problem.index for problem in problems}, now, policy)
+        problems.sort(key=lambda problem: problem.index or 0)
+        raise Rejected(
+            422, "invalid_events", "some events are invalid; none was accepted", problems
         ) from None
     if not events:
         raise Rejected(422, "empty_batch", "the batch holds no event; send 1 or more")
     if len(events) > policy.max_batch:
         raise Rejected(413, "batch_too_large", f"{len(events)} events; at most {policy.max_batch} per batch")
-    if problems := future_problems(events, now, policy):
+    if problems := future_problems(enumerate(events), now, policy):
         raise Rejected(422, "invalid_events", "some events are invalid; none was accepted", problems)
     return events
 
@@ -77,7 +96,7 @@ def parse_record(value: bytes | None, now: datetime, policy: IngestPolicy) -> To
         raise _malformed(error) or Rejected(
             422, "invalid_event", "the record is not a valid touch event", problems_from(error.errors())
         ) from None
-    if problems := future_problems([event], now, policy):
+    if problems := future_problems([(0, event)], now, policy):
         raise Rejected(422, "invalid_event", "the record is not a valid touch event", problems)
     return event
 

@@ -91,6 +91,27 @@ async def test_invalid_events_are_listed_and_nothing_is_published(
     assert not publisher.published
 
 
+async def test_one_answer_names_every_problem_of_every_event(
+    client: httpx.AsyncClient, publisher: FakePublisher
+) -> None:
+    """A client fixing its batch must not need a second 422 to learn of a second problem."""
+    batch = [
+        touch(),
+        touch(occurred_at="2026-11-22T11:00:00"),
+        touch(occurred_at="2999-01-01T00:00:00Z"),
+        {key: value for key, value in touch().items() if key != "customer_id"},
+    ]
+    response = await client.post("/v1/events", json=batch, headers=WRITER)
+    assert response.status_code == 422
+    assert [(p["index"], p["field"]) for p in response.json()["problems"]] == [
+        (1, "occurred_at"),
+        (2, "occurred_at"),
+        (3, "customer_id"),
+    ]
+    assert "in the future" in response.json()["problems"][1]["reason"]
+    assert not publisher.published
+
+
 @pytest.mark.parametrize(
     ("event", "field", "reason"),
     [
