@@ -59,7 +59,7 @@ test: lint
 # Every fault scenario at 1,000 touches/s for 60 s; restarts the local Kafka and PostgreSQL, so not beside
 # a `make run` you care about. Writes bench/results/faults.md, the table README.md quotes.
 faults: venv
-	@TOUCHLINE_FAULTS_FULL=1 bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/faults -q -p no:cacheprovider -rA
+	@TOUCHLINE_FAULTS_FULL=1 bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/faults -q -p no:cacheprovider -rf
 
 bench: venv
 	@bash $(LOCAL)/with-infra.sh $(BIN)/python -m tests.bench

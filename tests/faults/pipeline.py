@@ -417,9 +417,16 @@ async def run_scenario(
     return await account(scenario, settings, dsn, offered, recovery)
 
 
-def write_table(rows: list[Accounting], path: Path) -> None:
+def record_result(accounting: Accounting, path: Path) -> None:
+    """Adds (or replaces) the scenario's row in the table the README quotes, keeping the other rows, so
+    one scenario can be rerun alone."""
     header = (
         "| scenario | touches offered | stored | lost | doubled | violations | valid parked | recovery s |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
-    path.write_text(header + "\n".join(row.row() for row in rows) + "\n")
+    rows = {}
+    if path.exists():
+        for line in path.read_text().splitlines()[2:]:
+            rows[line.split("|")[1].strip()] = line
+    rows[accounting.scenario] = accounting.row()
+    path.write_text(header + "\n".join(rows.values()) + "\n")

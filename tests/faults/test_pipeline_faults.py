@@ -27,13 +27,12 @@ from tests.bench.common import bench_database
 from tests.bench.pipeline import KEY, SCOPES
 from tests.bench.stack import Stack, start_stack
 from tests.faults.pipeline import (
-    Accounting,
     Load,
     Offered,
     define_segments,
+    record_result,
     run_scenario,
     sentinels,
-    write_table,
 )
 from tests.helpers import ROOT, delete_topics_with_prefix, produce
 
@@ -47,7 +46,6 @@ CLUSTER_ENV = {
     "TOUCHLINE_KAFKA_CONTROLLER_PORT": "29492",
 }
 CLUSTER_BOOTSTRAP = "127.0.0.1:29392,127.0.0.1:29393,127.0.0.1:29394"
-RESULTS: list[Accounting] = []
 
 
 def script(name: str, *arguments: str, env: dict[str, str] | None = None) -> None:
@@ -229,9 +227,8 @@ async def test_nothing_is_lost_doubled_or_leaked(scenario: Scenario, logs: Path)
     finally:
         if scenario.on_cluster:
             await asyncio.to_thread(script, "kafka.sh", "stop", env=CLUSTER_ENV)
-    RESULTS.append(accounting)
     if FULL:
-        write_table(RESULTS, ROOT / "bench/results/faults.md")
+        record_result(accounting, ROOT / "bench/results/faults.md")
     print(accounting.row(), accounting.details)
     assert (accounting.lost, accounting.doubled, accounting.violations, accounting.valid_parked) == (
         0,
