@@ -53,6 +53,16 @@ def test_every_process_is_restarted_and_health_checked_in_compose(
     assert probe[5].endswith(path)
 
 
+def test_compose_publishes_on_loopback_and_holds_no_secret() -> None:
+    services = compose()["services"]
+    published = [port for service in services.values() for port in service.get("ports", [])]
+    assert published
+    assert all(port.startswith("${TOUCHLINE_BIND:-127.0.0.1}:") for port in published)
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "scopes" not in text  # API keys come from the environment or .env
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${TOUCHLINE_PG_PASSWORD:?")
+
+
 def test_every_service_package_with_a_command_line_is_deployed() -> None:
     modules = {module for _, module, _ in processes()}
     packages = {f"services.{path.parent.name}" for path in (ROOT / "services").glob("*/__main__.py")}
