@@ -22,6 +22,7 @@ TEST_API_KEYS = {
     "test-reader": {"source": "test-crm", "scopes": ["timeline:read", "consent:read", "segments:read"]},
     "test-dpo": {"source": "test-dpo", "scopes": ["consent:write", "consent:read"]},
     "test-marketer": {"source": "test-marketing", "scopes": ["segments:admin", "segments:read"]},
+    "test-timeline-only": ["timeline:read"],
     "test-nothing": [],
 }
 SESSION_PREFIX = f"test-{uuid.uuid4().hex[:8]}."

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query
-from pydantic import AwareDatetime, BaseModel, JsonValue
+from pydantic import AwareDatetime, BaseModel, Field, JsonValue
 
 from services.consent.domain import current_consent
 from services.consent.store import ConsentStore
@@ -68,8 +68,12 @@ class Profile(BaseModel):
     events_by_type: dict[str, int]
     purchase_count: int
     purchase_amount: Decimal
-    consent: dict[Purpose, ConsentStatus]
-    segments: list[ProfileSegment]
+    consent: dict[Purpose, ConsentStatus] | None = Field(
+        default=None, description="Present only for a key that also holds `consent:read`."
+    )
+    segments: list[ProfileSegment] | None = Field(
+        default=None, description="Present only for a key that also holds `segments:read`."
+    )
 
 
 router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["timeline"])
@@ -125,23 +129,32 @@ async def read_timeline(
     return TimelinePage(events=[_event(row) for row in page], next_cursor=next_cursor)
 
 
-@router.get("/profile", response_model=Profile, responses=ERRORS)
+@router.get("/profile", response_model=Profile, response_model_exclude_none=True, responses=ERRORS)
 async def read_profile(
     customer_id: CustomerIdPath,
-    _: Reader,
+    reader: Reader,
     store: Store,
     consents: Consents,
     segments: Segments,
     settings: Settings,
 ) -> Any:
-    """The 360-degree summary: first and last seen, totals by channel and type, purchases, consent, and
-    the segments the customer is in now."""
+    """The 360-degree summary: first and last seen, totals by channel and type, purchases; consent for a
+    key holding `consent:read`, and the segments the customer is in now for one holding `segments:read`."""
     started = time.perf_counter()
     summary = await store.profile(customer_id)
     if summary is None:
         return _unknown(customer_id)
-    consent = current_consent(await consents.latest_per_purpose(customer_id), settings.default_consent())
-    memberships = await segments.customer_segments(customer_id)
+    # Least privilege: what the consent and segments services hold is theirs to grant, scope by scope.
+    consent = None
+    if "consent:read" in reader.scopes:
+        latest = current_consent(await consents.latest_per_purpose(customer_id), settings.default_consent())
+        consent = {purpose: state.status for purpose, state in latest.items()}
+    memberships = None
+    if "segments:read" in reader.scopes:
+        memberships = [
+            ProfileSegment(segment_id=m.segment_id, name=m.name, since=m.entered_at)
+            for m in await segments.customer_segments(customer_id)
+        ]
     READ_SECONDS.labels("profile").observe(time.perf_counter() - started)
     return Profile(
         customer_id=customer_id,
@@ -152,10 +165,8 @@ async def read_profile(
         events_by_type=summary.by_type,
         purchase_count=summary.purchase_count,
         purchase_amount=summary.purchase_amount,
-        consent={purpose: state.status for purpose, state in consent.items()},
-        segments=[
-            ProfileSegment(segment_id=m.segment_id, name=m.name, since=m.entered_at) for m in memberships
-        ],
+        consent=consent,
+        segments=memberships,
     )
 
 

@@ -111,6 +111,14 @@ async def test_touches_appear_in_occurred_at_order_once_each(clients: Clients, u
     assert profile["consent"] == {"profiling": "granted", "marketing": "denied"}
     assert profile["segments"] == []  # marketing denied: segments never see this customer
 
+    # Least privilege: a key with only timeline:read sees the timeline's own summary, nothing of the
+    # consent or segments services.
+    narrow = {"Authorization": "Bearer test-timeline-only"}
+    summary = (await clients.timeline.get(f"/v1/customers/{customer}/profile", headers=narrow)).json()
+    assert summary["event_count"] == 6
+    assert "consent" not in summary
+    assert "segments" not in summary
+
 
 async def test_a_revocation_deletes_and_only_touches_after_a_new_grant_come_back(
     clients: Clients, unique: str
