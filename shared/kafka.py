@@ -225,7 +225,19 @@ def parked_headers(error: str, stage: str, origin: str) -> list[tuple[str, bytes
     ]
 
 
-def origin_of(record: ConsumerRecord[bytes, bytes]) -> str:
+class Positioned(Protocol):
+    """Where a record sits: aiokafka's ConsumerRecord and Faust's Message both say so."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+def origin_of(record: Positioned) -> str:
+    """The `origin` header of a parked record: `topic/partition/offset`."""
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 

@@ -27,6 +27,7 @@ from services.ingest.domain import (
 from services.ingest.metrics import DEAD_LETTERS, EVENTS_ACCEPTED, EVENTS_REJECTED
 from services.ingest.settings import IngestSettings
 from shared.failures import while_unavailable
+from shared.kafka import origin_of
 from shared.streams import create_stream_app, raw_topic
 from shared.topics import CUSTOMER_LOG, TOUCH_DLQ, TOUCH_INBOUND
 
@@ -62,11 +63,10 @@ def create_processor(settings: IngestSettings) -> faust.App:
             source = inbound_source(list(headers.items()) if isinstance(headers, Mapping) else headers)
             touch = parse_record(message.value, now, policy)
         except Rejected as rejected:
-            origin = f"{message.topic}/{message.partition}/{message.offset}"
             await dead_letters.send(
                 key=message.key,
                 value=message.value,
-                headers=dead_letter_headers(rejected, now, STAGE, origin),
+                headers=dead_letter_headers(rejected, now, STAGE, origin_of(message)),
             )
             EVENTS_REJECTED.labels("kafka", rejected.error).inc()
             DEAD_LETTERS.labels(rejected.error).inc()

@@ -31,7 +31,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.demo import DEMO_SEGMENTS, customer_journey
+from shared.demo import customer_journey
 from shared.events import MembershipTransition, SegmentMembershipChange, TouchEvent
 from shared.kafka import create_producer
 from shared.serialization import decode, decode_allowed, decode_customer_log
@@ -44,7 +44,7 @@ from shared.topics import (
     TOUCH_INBOUND,
     TopicSpec,
 )
-from tests.bench.pipeline import PROBE_SEGMENTS, Clients, one_per_partition, request, touch
+from tests.bench.pipeline import Clients, one_per_partition, request, touch
 from tests.bench.stack import Stack
 from tests.consent_model import expected_holdings
 
@@ -185,22 +185,6 @@ async def steady_load(
         await ingest.close()
         await consent.close()
         await producer.stop()
-
-
-async def define_segments(stack: Stack, customers: list[str]) -> None:
-    """The demo segments and the sentinel segment; marketing granted to the sentinel customers."""
-    segments = await Clients.connect(stack.ports["segments"], 1)
-    consent = await Clients.connect(stack.ports["consent"])
-    try:
-        for definition in [*DEMO_SEGMENTS, *PROBE_SEGMENTS]:
-            await segments.send(request("POST", "/v1/segments", orjson.dumps(definition)), 201)
-        grant = orjson.dumps({"status": "granted"})
-        await consent.send_all(
-            [request("PUT", f"/v1/customers/{c}/consent/marketing", grant) for c in customers]
-        )
-    finally:
-        await segments.close()
-        await consent.close()
 
 
 def sentinels(name: str) -> list[str]:

@@ -24,12 +24,11 @@ from shared.kafka import ensure_topics
 from shared.settings import TouchlineSettings
 from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, TOUCH_INBOUND
 from tests.bench.common import bench_database
-from tests.bench.pipeline import KEY, SCOPES
+from tests.bench.pipeline import KEY, SCOPES, setup
 from tests.bench.stack import Stack, start_stack
 from tests.faults.pipeline import (
     Load,
     Offered,
-    define_segments,
     record_result,
     run_scenario,
     sentinels,
@@ -76,8 +75,8 @@ async def pipeline(
             (logs / scenario).mkdir(exist_ok=True)
             stack = await start_stack(env, logs / scenario)
             try:
-                await define_segments(stack, sentinels(f"{scenario}-recovery") + sentinels(f"{scenario}-end"))
-                await asyncio.sleep(3)  # the evaluator has read the definitions
+                # The demo and sentinel segments, marketing granted to the sentinel customers.
+                await setup(stack, sentinels(f"{scenario}-recovery") + sentinels(f"{scenario}-end"))
                 yield stack, topics, dsn
                 dead = [name for name, started in stack.processes.items() if not started.alive()]
                 assert not dead, f"processes died during {scenario}: {dead}"
