@@ -11,6 +11,7 @@ import asyncpg
 from services.consent.domain import CHANGES_KEPT_PER_PURPOSE, ConsentState, RecordedChange, state_of
 from shared.db import answers
 from shared.events import ConsentChange, ConsentStatus, Purpose
+from shared.profiles import latest_consent
 
 
 def _recorded(row: asyncpg.Record) -> RecordedChange:
@@ -82,15 +83,7 @@ class ConsentStore:
         return {customer: state_of(entries) for customer, entries in changes.items()}
 
     async def latest_per_purpose(self, customer_id: str) -> list[RecordedChange]:
-        rows = await self._pool.fetch(
-            """
-            SELECT DISTINCT ON (purpose) change_id, purpose, status, changed_at, source, erasure, log_offset
-            FROM consent_history WHERE customer_id = $1
-            ORDER BY purpose, log_offset DESC
-            """,
-            customer_id,
-        )
-        return [_recorded(row) for row in rows]
+        return [_recorded(row) for row in await latest_consent(self._pool, customer_id)]
 
     async def history(self, customer_id: str, limit: int, before_offset: int | None) -> list[RecordedChange]:
         """Newest first; `before_offset` continues a previous page."""

@@ -8,10 +8,11 @@ from scratch agree exactly.
 """
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from shared.rules import (
     AllRule,
@@ -183,40 +184,58 @@ def matches(event_filter: EventFilter, point: Point) -> bool:
     )
 
 
-def _in_window(points: Sequence[Point], event_filter: EventFilter, length: str, now: int) -> list[Point]:
-    start = now - duration_seconds(length) * MICROS
-    return [p for p in points if start < p.at <= now and matches(event_filter, p)]
+# Sums are exact, then rounded once, so the order touches were added in cannot change a sum. Every number
+# a touch can carry is a whole multiple of 2**-1074 (the smallest float): scaled by 2**1074 they add as ints.
+SUM_SCALE = 1 << 1074
 
 
-def _numbers(points: Sequence[Point], measure: MeasureFilter, now: int) -> list[float]:
-    values = (p.values.get(measure.property) for p in _in_window(points, measure, measure.within, now))
-    return [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+def scaled(value: float) -> int:
+    numerator, denominator = value.as_integer_ratio()
+    return numerator * (SUM_SCALE // denominator)
 
 
-def holds(rule: Rule, points: Sequence[Point], now: int) -> bool:
+def rounded(total: int) -> float:
+    """An exact scaled sum as the float nearest to it (Python's int division rounds correctly)."""
+    try:
+        return total / SUM_SCALE
+    except OverflowError:
+        return math.inf if total > 0 else -math.inf
+
+
+class History(Protocol):
+    """A customer's touches as rules read them (digest.Digest keeps them indexed)."""
+
+    def count(self, event_filter: EventFilter, start: int, end: int) -> int:
+        """Touches matching the filter in (start, end]."""
+        ...
+
+    def total(self, measure: MeasureFilter, start: int, end: int) -> float:
+        """The exact sum (rounded once, see SUM_SCALE) of the measured property's numbers (bools are not
+        numbers) of matching touches in (start, end]."""
+        ...
+
+    def extreme(self, measure: MeasureFilter, start: int, end: int, largest: bool) -> float | None:
+        """The largest (or smallest) of those numbers; None when there are none."""
+        ...
+
+
+def holds(rule: Rule, history: History, now: int) -> bool:
     """Whether the rule is true for these touches at `now`."""
     if isinstance(rule, AllRule):
-        return all(holds(child, points, now) for child in rule.all)
+        return all(holds(child, history, now) for child in rule.all)
     if isinstance(rule, AnyRule):
-        return any(holds(child, points, now) for child in rule.any)
+        return any(holds(child, history, now) for child in rule.any)
     if isinstance(rule, NotRule):
-        return not holds(rule.not_, points, now)
+        return not holds(rule.not_, history, now)
+    start = now - duration_seconds(str(window_of_node(rule))) * MICROS
     if isinstance(rule, CountRule):
-        return rule.accepts(len(_in_window(points, rule.count, rule.count.within, now)))
+        return rule.accepts(history.count(rule.count, start, now))
     if isinstance(rule, SumRule):
-        return rule.accepts(sum(_numbers(points, rule.sum, now)))
+        return rule.accepts(history.total(rule.sum, start, now))
     if isinstance(rule, MinRule | MaxRule):
-        numbers = _numbers(points, _measure(rule), now)
-        return bool(numbers) and rule.accepts(min(numbers) if isinstance(rule, MinRule) else max(numbers))
-    recent = _in_window(points, rule.last, str(window_of_node(rule)), now)
-    return bool(recent) == (rule.within is not None)
-
-
-def next_boundary(points: Sequence[Point], windows: Iterable[int], after: int) -> int | None:
-    """The first moment after `after` when some rule over these touches may change its truth."""
-    lengths = (0, *windows)
-    candidates = [p.at + length for p in points for length in lengths if p.at + length > after]
-    return min(candidates, default=None)
+        extreme = history.extreme(_measure(rule), start, now, largest=isinstance(rule, MaxRule))
+        return extreme is not None and rule.accepts(extreme)
+    return (history.count(rule.last, start, now) > 0) == (rule.within is not None)
 
 
 def rule_problems(

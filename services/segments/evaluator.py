@@ -16,6 +16,7 @@ from functools import partial
 
 from aiokafka import ConsumerRecord
 
+from services.segments.cache import DigestCache
 from services.segments.definitions import DefinitionsFeed
 from services.segments.domain import (
     AllowedItem,
@@ -29,6 +30,7 @@ from services.segments.domain import (
     settle,
 )
 from services.segments.evaluation import MICROS, Definitions
+from services.segments.evaluation_store import Evaluation, EvaluationStore
 from services.segments.metrics import (
     END_TO_END_SECONDS,
     EVALUATION_SECONDS,
@@ -39,8 +41,8 @@ from services.segments.metrics import (
     UNREADABLE,
     UNSTORABLE,
 )
+from services.segments.outbox import ChangeOutbox, PendingChange
 from services.segments.settings import SegmentsSettings
-from services.segments.store import Evaluation, PendingChange, SegmentStore
 from shared.events import MembershipReason, MembershipTransition, SegmentMembershipChange
 from shared.failures import Failure, classify, isolating
 from shared.kafka import DurablePublisher
@@ -70,9 +72,15 @@ class Evaluator:
     """What the agent, the timer, the backfill and the relay do, each through one store transaction."""
 
     def __init__(
-        self, settings: SegmentsSettings, store: SegmentStore, feed: DefinitionsFeed, dead_letter: DeadLetter
+        self,
+        settings: SegmentsSettings,
+        stores: tuple[EvaluationStore, ChangeOutbox],
+        feed: DefinitionsFeed,
+        dead_letter: DeadLetter,
     ) -> None:
-        self.settings, self.store, self.feed, self.dead_letter = settings, store, feed, dead_letter
+        self.settings, (self.store, self.outbox), self.feed = settings, stores, feed
+        self.dead_letter = dead_letter
+        self.cache = DigestCache(settings.segments_cache_touches)
         self.clock = Clock()
         self.decided = asyncio.Event()  # wakes the relay
         self.allowed_topic = settings.topic(CUSTOMER_ALLOWED)
@@ -111,24 +119,40 @@ class Evaluator:
         """
         started = time.perf_counter()
         records = [record for record, _ in readable]
-        async with self.store.evaluation() as evaluation:
-            partitions = sorted({record.partition for record in records})
-            applied = await evaluation.offsets(self.allowed_topic, partitions)
-            inputs, received = inputs_of(
-                [item for origin, item in readable if origin.offset >= applied.get(origin.partition, 0)],
-                self.clock.now,
-            )
-            before = await self._lock_current(evaluation, evaluation.lock(list(inputs)))
-            definitions = self.feed.definitions
-            outcomes = {
-                customer: decide(before.get(customer), customer, customer_inputs, definitions, self.horizon)
-                for customer, customer_inputs in inputs.items()
-            }
-            await self._save(evaluation, before, outcomes, definitions, received, "event")
-            next_offsets = {record.partition: record.offset + 1 for record in records}
-            await evaluation.advance_offsets(self.allowed_topic, next_offsets)
+        partition_of = {item.customer_id: record.partition for record, item in readable}
+        try:
+            async with self.store.evaluation() as evaluation:
+                outcomes = await self._decide_batch(evaluation, readable)
+                next_offsets = {record.partition: record.offset + 1 for record in records}
+                await evaluation.advance_offsets(self.allowed_topic, next_offsets)
+        except BaseException:
+            self.cache.drop(partition_of)  # their digests may hold touches that were never stored
+            raise
+        for customer, outcome in outcomes.items():
+            if outcome.state is None:
+                self.cache.drop([customer])
+            else:
+                self.cache.keep(customer, partition_of[customer], outcome.state.points)
         EVALUATION_SECONDS.labels("event").observe(time.perf_counter() - started)
         return len(readable)
+
+    async def _decide_batch(
+        self, evaluation: Evaluation, readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem]]
+    ) -> dict[str, Outcome]:
+        partitions = sorted({record.partition for record, _ in readable})
+        applied = await evaluation.offsets(self.allowed_topic, partitions)
+        inputs, received = inputs_of(
+            [item for origin, item in readable if origin.offset >= applied.get(origin.partition, 0)],
+            self.clock.now,
+        )
+        before = await self._lock_current(evaluation, evaluation.lock(list(inputs), self.cache.get))
+        definitions = self.feed.definitions
+        outcomes = {
+            customer: decide(before.get(customer), customer, customer_inputs, definitions, self.horizon)
+            for customer, customer_inputs in inputs.items()
+        }
+        await self._save(evaluation, before, outcomes, definitions, received, "event")
+        return outcomes
 
     @property
     def horizon(self) -> int:
@@ -161,12 +185,14 @@ class Evaluator:
 
     async def settle_due(self) -> int:
         """The timer: customers whose window slid past, evaluated without waiting for their next touch."""
-        return await self._settle("timer", lambda e, now: e.lock_due(now, SETTLE_BATCH))
+        return await self._settle("timer", lambda e, now: e.lock_due(now, SETTLE_BATCH, self.cache.get))
 
     async def settle_stale(self) -> int:
         """The backfill: customers not yet evaluated against the newest definitions."""
         revision = self.feed.definitions.revision
-        return await self._settle("backfill", lambda e, now: e.lock_stale(revision, SETTLE_BATCH))
+        return await self._settle(
+            "backfill", lambda e, now: e.lock_stale(revision, SETTLE_BATCH, self.cache.get)
+        )
 
     async def _settle(
         self, trigger: str, locking: Callable[[Evaluation, int], Awaitable[dict[str, CustomerState]]]
@@ -199,7 +225,7 @@ class Evaluator:
                 if change.received_at is not None:
                     END_TO_END_SECONDS.observe(max(0.0, (published_at - change.received_at).total_seconds()))
 
-        return await self.store.publish_pending(publish, RELAY_BATCH)
+        return await self.outbox.publish_pending(publish, RELAY_BATCH)
 
 
 def _wire(change: PendingChange) -> SegmentMembershipChange:

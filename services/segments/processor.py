@@ -16,10 +16,11 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import start_http_server
 
 from services.segments.definitions import DefinitionsFeed
+from services.segments.evaluation_store import EvaluationStore
 from services.segments.evaluator import RELAY_BATCH, SETTLE_BATCH, Evaluator, repeat, wake_on
 from services.segments.metrics import BATCH_SIZE, STATE_BYTES, STATE_CUSTOMERS
+from services.segments.outbox import ChangeOutbox
 from services.segments.settings import SegmentsSettings
-from services.segments.store import SegmentStore
 from shared.db import create_pool
 from shared.failures import Failure, classify
 from shared.kafka import DeadLetters, DurablePublisher, create_producer, poll_batch
@@ -38,7 +39,8 @@ class BatchLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.evaluating:
-            return
+            # The next owner adds touches to these customers' digests: this worker's copies go stale.
+            self.evaluator.cache.drop_partitions(tp.partition for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         return None
@@ -76,7 +78,7 @@ async def _on(event: asyncio.Event, work: Callable[[], Awaitable[int]], what: st
         await repeat(work, what, full)
 
 
-async def _measure_state(store: SegmentStore) -> None:
+async def _measure_state(store: EvaluationStore) -> None:
     while True:
         try:
             customers, size = await store.state_size()
@@ -94,9 +96,9 @@ async def run_evaluator(settings: SegmentsSettings) -> None:
     pool = await create_pool(settings.pg_dsn.get_secret_value(), max_size=4)
     publisher = DurablePublisher(settings, settings.segments_publish_timeout_seconds)
     producer = create_producer(settings)
-    store, feed = SegmentStore(pool), DefinitionsFeed()
+    store, feed = EvaluationStore(pool), DefinitionsFeed()
     dead_letters = DeadLetters(producer, settings.topic(TOUCH_DLQ), "segments-evaluator")
-    evaluator = Evaluator(settings, store, feed, dead_letters.park)
+    evaluator = Evaluator(settings, (store, ChangeOutbox(pool)), feed, dead_letters.park)
     consumer = create_batch_consumer(settings, "segments")
     loop = BatchLoop(consumer, evaluator)
     following = asyncio.create_task(feed.follow(settings))

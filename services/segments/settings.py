@@ -15,6 +15,8 @@ class SegmentsSettings(StreamSettings):
     segments_horizon: Duration = Field(
         default="400d", description="How much history each customer's digest keeps; no window may be longer."
     )
+    # Touches of this worker's customers kept in memory between batches (about 300 bytes each).
+    segments_cache_touches: int = 500_000
     # Records per evaluator batch (one poll, lingering TOUCHLINE_STREAM_BATCH_LINGER_SECONDS for more).
     segments_batch_max: int = 2000
     # How often the timer looks for customers whose window slid past: the bound on a late exit.

@@ -11,9 +11,6 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query
 from pydantic import AwareDatetime, BaseModel, Field, JsonValue
 
-from services.consent.domain import current_consent
-from services.consent.store import ConsentStore
-from services.segments.store import SegmentStore
 from services.timeline.domain import Cursor, PageQuery, TimelineRow, split_values
 from services.timeline.metrics import READ_SECONDS
 from services.timeline.settings import TimelineSettings
@@ -29,12 +26,12 @@ from shared.http import (
     from_state,
     invalid_parameter,
 )
+from shared.profiles import PostgresProfileReads, ProfileReads
 
 Reader = Annotated[Principal, Depends(require_scope("timeline:read"))]
 Settings = Annotated[TimelineSettings, Depends(from_state("settings"))]
 Store = Annotated[TimelineStore, Depends(from_state("store"))]
-Consents = Annotated[ConsentStore, Depends(from_state("consents"))]
-Segments = Annotated[SegmentStore, Depends(from_state("segments"))]
+Reads = Annotated[ProfileReads, Depends(from_state("profile_reads"))]
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 422)}
 
 
@@ -134,8 +131,7 @@ async def read_profile(
     customer_id: CustomerIdPath,
     reader: Reader,
     store: Store,
-    consents: Consents,
-    segments: Segments,
+    reads: Reads,
     settings: Settings,
 ) -> Any:
     """The 360-degree summary: first and last seen, totals by channel and type, purchases; consent for a
@@ -147,13 +143,12 @@ async def read_profile(
     # Least privilege: what the consent and segments services hold is theirs to grant, scope by scope.
     consent = None
     if "consent:read" in reader.scopes:
-        latest = current_consent(await consents.latest_per_purpose(customer_id), settings.default_consent())
-        consent = {purpose: state.status for purpose, state in latest.items()}
+        consent = settings.default_consent() | await reads.explicit_consent(customer_id)
     memberships = None
     if "segments:read" in reader.scopes:
         memberships = [
             ProfileSegment(segment_id=m.segment_id, name=m.name, since=m.entered_at)
-            for m in await segments.customer_segments(customer_id)
+            for m in await reads.current_segments(customer_id)
         ]
     READ_SECONDS.labels("profile").observe(time.perf_counter() - started)
     return Profile(
@@ -174,8 +169,7 @@ def create_app(settings: TimelineSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.pg_dsn.get_secret_value())
-        app.state.store, app.state.consents = TimelineStore(pool), ConsentStore(pool)
-        app.state.segments = SegmentStore(pool)
+        app.state.store, app.state.profile_reads = TimelineStore(pool), PostgresProfileReads(pool)
         try:
             yield
         finally:

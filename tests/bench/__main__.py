@@ -5,7 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.bench import consent, ingest, pipeline, segments, timeline
+from tests.bench import consent, history, ingest, pipeline, segments, timeline
 
 
 async def main() -> None:
@@ -15,6 +15,7 @@ async def main() -> None:
         ("ingest", ingest),
         ("timeline", timeline),
         ("segments", segments),
+        ("history", history),
         ("consent", consent),
         ("pipeline", pipeline),
     ):

@@ -28,7 +28,12 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
-PURE_MODULES = sorted([*ROOT.glob("services/*/domain.py"), ROOT / "services/segments/evaluation.py"])
+PURE_MODULES = sorted(
+    [
+        *ROOT.glob("services/*/domain.py"),
+        *(ROOT / "services/segments" / name for name in ("evaluation.py", "digest.py", "cache.py")),
+    ]
+)
 
 
 @pytest.mark.parametrize("domain", PURE_MODULES, ids=lambda path: f"{path.parent.name}/{path.name}")
@@ -52,3 +57,23 @@ def test_topic_names_are_unique_and_prefixed_for_isolation() -> None:
     names = [spec.name for spec in ALL_TOPICS]
     assert len(set(names)) == len(names)
     assert topic_name(CUSTOMER_LOG, "test-1.") == "test-1.customer.log"
+
+
+def imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+    return modules
+
+
+@pytest.mark.parametrize("service", sorted(p.name for p in (ROOT / "services").iterdir() if p.is_dir()))
+def test_a_service_imports_no_other_service(service: str) -> None:
+    """What one service reads of another goes through shared/ (a read port, e.g. shared/profiles.py)."""
+    for path in (ROOT / "services" / service).rglob("*.py"):
+        others = {
+            m for m in imported_modules(path) if m.startswith("services.") and m.split(".")[1] != service
+        }
+        assert not others, f"{path.relative_to(ROOT)} imports {sorted(others)}"

@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.segments.digest import Digest
 from services.segments.domain import Change, CustomerState, next_change_at, on_revocation, on_touch, settle
 from services.segments.evaluation import MICROS, Definitions, Point, holds, with_definition
 from shared.events import MembershipTransition
 from shared.rules import Rule, SegmentDefinition
+from tests.segments_support import Scan
 
 HORIZON = 120 * MICROS
 START = 1_800_000_000 * MICROS
@@ -164,8 +166,8 @@ class Model:
         """Segments are about known customers: those with a touch since their last revocation."""
         if customer not in self.history:
             return set()
-        points = tuple(self.history[customer].values())
-        return {s.segment_id for s in self.definitions.live() if holds(s.rule, points, self.now)}
+        history = Scan(tuple(self.history[customer].values()))
+        return {s.segment_id for s in self.definitions.live() if holds(s.rule, history, self.now)}
 
 
 def check(model: Model) -> None:
@@ -218,10 +220,8 @@ def test_rules_only_look_at_the_window_ending_now() -> None:
             "changed_at": "2026-11-22T00:00:00Z",
         }
     ).rule
-    points = (
-        Point(0, 1, "purchase", "web", {"amount": 3}),
-        Point(5 * MICROS, 2, "purchase", "web", {"amount": 2}),
-    )
+    first, second = {"amount": 3}, {"amount": 2}
+    points = Digest([Point(0, 1, "purchase", "web", first), Point(5 * MICROS, 2, "purchase", "web", second)])
     assert holds(rule, points, 9 * MICROS)
     assert not holds(rule, points, 10 * MICROS)  # the first purchase left the window (now - 10s, now]
     assert not holds(rule, points, 4 * MICROS)  # the second has not happened yet
