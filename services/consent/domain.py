@@ -170,7 +170,7 @@ def _apply_change(change: ConsentChange, offset: int, state: ConsentState) -> De
 
 def filter_record(record: LogItem, offset: int, state: ConsentState, defaults: Defaults) -> Decision:
     """One customer-log record at `offset`: the customer's new state and what goes to the allowed stream."""
-    if isinstance(record, TouchEvent | LoggedTouch):
+    if isinstance(record, (TouchEvent, LoggedTouch)):  # a tuple: a union would be built per record
         return _judge_touch(record, offset, state, defaults)
     return _apply_change(record, offset, state)
 
