@@ -1,6 +1,6 @@
 """What every Touchline HTTP API shares: one error shape, health endpoints and /metrics."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated, Any, Protocol
@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared.auth import principals
 from shared.db import create_pool
 from shared.errors import Problem, problems_from
+from shared.front_door import FrontDoor, KeyTable, Refused
 from shared.kafka import RecordPublisher
 from shared.metrics import render_metrics
 from shared.settings import TouchlineSettings
@@ -51,10 +52,15 @@ def invalid_parameter(field: str, reason: str) -> JSONResponse:
     )
 
 
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    default = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+    error = exc.error if isinstance(exc, Refused) else default
+    return error_response(exc.status_code, error, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    error = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
-    return error_response(exc.status_code, error, str(exc.detail), headers=getattr(exc, "headers", None))
+    return http_error_response(exc)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -117,10 +123,20 @@ def create_service_app(
     router: APIRouter,
     lifespan: Lifespan,
     readiness: ReadinessCheck,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
-    """A service's FastAPI app: the shared error shape, key table, health endpoints and /metrics."""
+    """A service's FastAPI app: the front door (key, then body size), the shared error shape, health
+    endpoints and /metrics. `body_limits` gives a path its own limit (TOUCHLINE_HTTP_MAX_BODY_BYTES else)."""
     app = FastAPI(title=title, version="1", description=description, lifespan=lifespan)
-    app.state.settings, app.state.api_keys = settings, principals(settings.api_keys)
+    app.state.settings = settings
+    keys = KeyTable(principals(settings.api_keys))
+    app.add_middleware(
+        FrontDoor,
+        keys=keys,
+        refusal=http_error_response,
+        default_limit=settings.http_max_body_bytes,
+        limits=body_limits,
+    )
     install_common(app, readiness)
     app.include_router(router)
     return app

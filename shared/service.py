@@ -14,7 +14,16 @@ from shared.settings import TouchlineSettings
 
 
 def serve_api(app: FastAPI, host: str, port: int) -> None:
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    settings: TouchlineSettings = app.state.settings
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        limit_concurrency=settings.http_max_concurrency,
+        h11_max_incomplete_event_size=settings.http_max_header_bytes,
+    )
 
 
 def run_worker(app: faust.App, settings: TouchlineSettings) -> None:

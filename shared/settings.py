@@ -38,6 +38,16 @@ class TouchlineSettings(BaseSettings):
         description='JSON: {"key": ["scope", ...]} or {"key": {"source": "web-shop", "scopes": [...]}}.',
     )
     log_level: str = "INFO"
+    # The HTTP front door (shared/front_door.py and uvicorn): a route may allow a larger body (ingest).
+    http_max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted.")
+    http_max_concurrency: int = Field(
+        default=500,
+        ge=1,
+        description="Connections and requests in progress; beyond them uvicorn answers 503.",
+    )
+    http_max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest request head accepted."
+    )
     consent_defaults: dict[Purpose, ConsentStatus] = Field(
         default_factory=dict,
         description='JSON, e.g. {"marketing": "granted"}; a purpose not named keeps the built-in default.',

@@ -1,0 +1,135 @@
+"""What every API does around every request: the key and the body's size before a byte of the body is
+read, and one answer for every error a route lets escape.
+
+An ASGI middleware, so a request without a known key is refused (401) before the body is received, and a
+body longer than its route allows is refused (413) as soon as Content-Length says so, or, without one, as
+soon as the bytes received pass the limit. Scopes are checked per route (`shared.auth.require_scope`),
+against the principal found here. An error escaping a route is classified as the stream processors
+classify theirs (shared/failures.py): a database or broker away is 503 with Retry-After; a value the
+database refuses is 422; anything else is a bug, logged with its traceback, and a 500 in the error shape.
+"""
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.auth import Principal, authenticate
+from shared.failures import Failure, classify
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = "5"
+
+# Routes anyone may call: liveness, readiness, metrics and the API's own documentation.
+PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+
+class Refused(HTTPException):
+    """An HTTP error with its own machine-readable code (the error shape's `error`)."""
+
+    def __init__(self, status_code: int, error: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(status_code, message, headers)
+        self.error = error
+
+
+class KeyTable:
+    """The API keys of TOUCHLINE_API_KEYS with their principals (see shared.auth.principals)."""
+
+    def __init__(self, table: list[tuple[bytes, Principal]]) -> None:
+        self.table = table
+
+    def principal(self, authorization: str | None) -> Principal:
+        """The key's principal, or the 401 saying what is wrong with the Authorization header."""
+        scheme, _, key = (authorization or "").partition(" ")
+        if authorization is None or scheme.lower() != "bearer" or not key.strip():
+            message = "missing API key: send 'Authorization: Bearer <key>'"
+            raise Refused(401, "unauthorized", message, UNAUTHORIZED_HEADERS)
+        principal = authenticate(key.strip(), self.table)
+        if principal is None:
+            raise Refused(401, "unauthorized", "unknown API key", UNAUTHORIZED_HEADERS)
+        return principal
+
+
+class FrontDoor:
+    """`limits` maps a path to its body limit in bytes; `refusal` shapes a refusal as the app's errors."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: KeyTable,
+        refusal: Callable[[HTTPException], Response],
+        default_limit: int,
+        limits: Mapping[str, int] | None = None,
+    ) -> None:
+        self.app, self.keys, self.refusal = app, keys, refusal
+        self.default_limit, self.limits = default_limit, limits or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        try:
+            principal = self.keys.principal(headers.get("authorization"))
+            limit = self.limits.get(scope["path"], self.default_limit)
+            _check_declared(headers.get("content-length"), limit)
+        except HTTPException as refused:
+            await self.refusal(refused)(scope, _no_body, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, _capped(receive, limit), send_noting_start)
+        except Exception as error:
+            if started:
+                raise  # the client has a status already; the connection is all that is left to end
+            await self.refusal(_answer_for(error, scope))(scope, _no_body, send)
+
+
+def _answer_for(error: Exception, scope: Scope) -> Refused:
+    failure = classify(error)
+    if failure is Failure.UNAVAILABLE:
+        log.warning("a dependency is unavailable", extra={"path": scope["path"], "error": repr(error)})
+        message = "the database or the broker is unavailable; retry"
+        return Refused(503, "unavailable", message, {"Retry-After": RETRY_AFTER_SECONDS})
+    if failure is Failure.DATA:
+        return Refused(422, "invalid_request", "a value in the request cannot be stored or compared")
+    log.error("unexpected error", exc_info=error, extra={"path": scope["path"]})
+    return Refused(500, "internal_error", "an unexpected error; it has been logged")
+
+
+def _check_declared(content_length: str | None, limit: int) -> None:
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        message = f"the body has {content_length} bytes; at most {limit} are accepted"
+        raise Refused(413, "body_too_large", message)
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def receive_capped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise Refused(413, "body_too_large", f"the body passes {limit} bytes, the most accepted")
+        return message
+
+    return receive_capped
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
