@@ -2,9 +2,12 @@
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
+
+T = TypeVar("T")
 
 
 def encode_cursor(*position: Any) -> str:
@@ -12,12 +15,11 @@ def encode_cursor(*position: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
 
 
-def decode_cursor(text: str, arity: int) -> list[Any]:
-    """The position `encode_cursor` was given; ValueError for anything this API did not hand out."""
+def decode_cursor(text: str, shape: TypeAdapter[T]) -> T:
+    """The position `encode_cursor` was given, checked against `shape` (a tuple of the position's
+    types), so a crafted cursor is refused here rather than by the database; ValueError for anything this
+    API did not hand out."""
     try:
-        position = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, orjson.JSONDecodeError, ValueError):
-        position = None
-    if not isinstance(position, list) or len(position) != arity:
-        raise ValueError("is not a cursor this API returned")
-    return position
+        return shape.validate_python(orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))))
+    except (binascii.Error, orjson.JSONDecodeError, ValueError, ValidationError):
+        raise ValueError("is not a cursor this API returned") from None

@@ -105,6 +105,16 @@ def _unstorable(value: JsonValue, path: str) -> str | None:
     return None
 
 
+def _storable_text(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("holds a NUL character (\\u0000), which PostgreSQL cannot store")
+    return value
+
+
+# Free text a store keeps (a segment's name, a rule's property): anything but NUL.
+StorableText = Annotated[str, AfterValidator(_storable_text)]
+
+
 def _bounded_properties(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     try:
         encoded = orjson.dumps(value)

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.events import Channel, EventType, Identifier, Timestamp, WireModel
+from shared.events import Channel, EventType, Identifier, StorableText, Timestamp, WireModel
 
 _DURATION = re.compile(r"([1-9][0-9]{0,6})([smhd])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -44,13 +44,17 @@ Duration = Annotated[
     AfterValidator(_check_duration),
     Field(description="A number and a unit: `45s`, `15m`, `12h`, `30d`."),
 ]
-PropertyName = Annotated[str, Field(min_length=1, max_length=64)]
+PropertyName = Annotated[StorableText, Field(min_length=1, max_length=64)]
 Scalar = str | int | float | bool
+# What a rule may compare a property with: JSON's scalars that PostgreSQL's jsonb can store.
+StorableScalar = StorableText | int | float | bool
 
 
 class RuleModel(BaseModel):
     # `not` is a Python keyword, so NotRule's field is `not_` aliased to the wire spelling both ways.
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True, allow_inf_nan=False
+    )
 
     @model_serializer(mode="wrap")
     def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -63,7 +67,7 @@ class EventFilter(RuleModel):
 
     type: EventType | None = None
     channel: Channel | None = None
-    properties: dict[PropertyName, Scalar] = Field(default_factory=dict, max_length=8)
+    properties: dict[PropertyName, StorableScalar] = Field(default_factory=dict, max_length=8)
 
 
 class WindowFilter(EventFilter):
@@ -178,7 +182,7 @@ class SegmentDefinition(WireModel):
     schema_version: Literal[1] = 1
     segment_id: Identifier
     version: int = Field(ge=1)
-    name: str = Field(min_length=1, max_length=200)
+    name: StorableText = Field(min_length=1, max_length=200)
     rule: Rule
     deleted: bool = False
     changed_at: Timestamp

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
 from services.consent.domain import RecordedChange, consent_change, current_consent, erasure_changes
 from services.consent.settings import ConsentSettings
@@ -150,10 +150,12 @@ async def read_consent(customer_id: CustomerIdPath, _: Reader, settings: Setting
 
 def _offset_before(cursor: str) -> int:
     """The log offset a history cursor points below; ValueError for anything this API did not hand out."""
-    (offset,) = decode_cursor(cursor, 1)
-    if not isinstance(offset, int):
-        raise ValueError("is not a cursor this API returned")
+    (offset,) = decode_cursor(cursor, _CURSOR)
     return offset
+
+
+# A Kafka offset: never negative, never past PostgreSQL's bigint, never `true`.
+_CURSOR = TypeAdapter(tuple[Annotated[StrictInt, Field(ge=0, lt=2**63)]])
 
 
 @router.get("/consent/history", response_model=HistoryPage, responses=ERRORS)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 from services.segments.evaluation import rule_problems
 from services.segments.settings import SegmentsSettings
@@ -14,7 +14,7 @@ from services.segments.store import SegmentStore, StoredDefinition
 from shared.auth import Principal, require_scope
 from shared.cursors import decode_cursor, encode_cursor
 from shared.errors import Problem
-from shared.events import Identifier
+from shared.events import Identifier, StorableText
 from shared.http import (
     CustomerIdPath,
     ErrorBody,
@@ -49,7 +49,7 @@ class SegmentUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"name": "Repeat buyers", "rule": EXAMPLE_RULE}]}
     )
-    name: str = Field(min_length=1, max_length=200)
+    name: StorableText = Field(min_length=1, max_length=200)
     rule: Rule
 
 
@@ -258,10 +258,13 @@ def _answer(result: StoredDefinition | JSONResponse) -> Any:
 def _after(cursor: str | None) -> str | JSONResponse:
     """The id a page starts after (both pages here are by id), or the 422 for a cursor not ours."""
     try:
-        (after,) = decode_cursor(cursor, 1) if cursor else ("",)
+        (after,) = decode_cursor(cursor, _CURSOR) if cursor else ("",)
     except ValueError as error:
         return invalid_parameter("cursor", str(error))
-    return str(after)
+    return after
+
+
+_CURSOR = TypeAdapter(tuple[Identifier])  # both pages are by id: a segment's or a customer's
 
 
 @definitions.get("", response_model=SegmentPage, responses=ERRORS)

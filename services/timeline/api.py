@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query
-from pydantic import AwareDatetime, BaseModel, Field, JsonValue
+from pydantic import BaseModel, Field, JsonValue, TypeAdapter, ValidationError
 
 from services.timeline.domain import Cursor, PageQuery, TimelineRow, split_values
 from services.timeline.metrics import READ_SECONDS
@@ -17,7 +17,7 @@ from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.auth import Principal, require_scope
 from shared.db import create_pool
-from shared.events import ConsentStatus, Purpose
+from shared.events import Channel, ConsentStatus, EventType, Purpose, Timestamp
 from shared.http import (
     CustomerIdPath,
     ErrorBody,
@@ -32,6 +32,7 @@ Reader = Annotated[Principal, Depends(require_scope("timeline:read"))]
 Settings = Annotated[TimelineSettings, Depends(from_state("settings"))]
 Store = Annotated[TimelineStore, Depends(from_state("store"))]
 Reads = Annotated[ProfileReads, Depends(from_state("profile_reads"))]
+_TYPES, _CHANNELS = TypeAdapter(list[EventType]), TypeAdapter(list[Channel])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 422)}
 
 
@@ -104,8 +105,8 @@ async def read_timeline(
         list[str] | None, Query(description="Only these types: `types=a,b` or repeated.")
     ] = None,
     channels: Annotated[list[str] | None, Query(description="Only these channels.")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="occurred_at at or after (RFC 3339).")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="occurred_at before (RFC 3339).")] = None,
+    since: Annotated[Timestamp | None, Query(description="occurred_at at or after (RFC 3339).")] = None,
+    until: Annotated[Timestamp | None, Query(description="occurred_at before (RFC 3339).")] = None,
 ) -> Any:
     """A customer's touches, newest first by `occurred_at`; filters combine with AND. The cursor is a
     position, not a page number: paging never skips or repeats an event while new ones arrive."""
@@ -114,9 +115,13 @@ async def read_timeline(
         after = Cursor.decode(cursor) if cursor else None
     except ValueError as error:
         return invalid_parameter("cursor", str(error))
-    query = PageQuery(
-        customer_id, limit + 1, after, split_values(types), split_values(channels), since, until
-    )
+    wanted = {}
+    for name, values, adapter in (("types", types, _TYPES), ("channels", channels, _CHANNELS)):
+        try:
+            wanted[name] = frozenset(adapter.validate_python(sorted(split_values(values))))
+        except ValidationError as error:
+            return invalid_parameter(name, error.errors()[0]["msg"])
+    query = PageQuery(customer_id, limit + 1, after, wanted["types"], wanted["channels"], since, until)
     rows = await store.page(query)
     if rows is None:
         return _unknown(customer_id)

@@ -7,9 +7,10 @@ from decimal import Decimal
 from typing import NamedTuple
 
 import orjson
+from pydantic import TypeAdapter
 
 from shared.cursors import decode_cursor, encode_cursor
-from shared.events import AllowedTouch, EraseMarker, TouchEvent
+from shared.events import AllowedTouch, EraseMarker, Identifier, Timestamp, TouchEvent
 from shared.purposes import may_project, must_erase
 from shared.serialization import allowed_fields
 
@@ -121,11 +122,10 @@ class Cursor:
     @classmethod
     def decode(cls, text: str) -> "Cursor":
         """Raises ValueError for anything this API did not hand out."""
-        occurred_at, event_id = decode_cursor(text, 2)
-        try:
-            return cls(datetime.fromisoformat(occurred_at), str(event_id))
-        except (TypeError, ValueError):
-            raise ValueError("is not a cursor this API returned") from None
+        return cls(*decode_cursor(text, _CURSOR))
+
+
+_CURSOR = TypeAdapter(tuple[Timestamp, Identifier])
 
 
 @dataclass(frozen=True)
