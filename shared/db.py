@@ -14,6 +14,13 @@ COMMAND_TIMEOUT_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """Touchline keeps no session state: advisory locks are transaction-scoped, nothing LISTENs or SETs,
+    and the timeline's staging table empties on commit. So the default reset query, one more round trip
+    (and statement for PostgreSQL) on every release, has nothing to undo; asyncpg still rolls back a
+    transaction left open before calling this."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
@@ -21,6 +28,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
         max_size=max_size,
         command_timeout=COMMAND_TIMEOUT_SECONDS,
         timeout=CONNECT_TIMEOUT_SECONDS,
+        reset=_nothing_to_reset,
     )
     assert pool is not None  # asyncpg returns None only when used as an un-awaited context manager
     return pool
