@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "5"
 
 # Routes anyone may call: liveness, readiness, metrics and the API's own documentation.
-PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+PUBLIC = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 

@@ -1,0 +1,173 @@
+"""Every route of every API, called with no key, and with a key holding each single scope.
+
+No key is 401; a key without the route's scope is 403; the route's own scope gets past both. The table
+below names each operation's scope, and the test fails for an operation of an OpenAPI schema that the
+table does not name, so a new route cannot ship without its place here.
+"""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.consent.api import create_app as consent_app
+from services.consent.settings import ConsentSettings
+from services.ingest.api import create_app as ingest_app
+from services.ingest.settings import IngestSettings
+from services.segments.api import create_app as segments_app
+from services.segments.settings import SegmentsSettings
+from services.timeline.api import create_app as timeline_app
+from services.timeline.settings import TimelineSettings
+from shared.settings import TouchlineSettings
+from tests.fakes import FakePublisher
+from tests.helpers import asgi_client
+
+SCOPES = (
+    "events:write",
+    "timeline:read",
+    "consent:read",
+    "consent:write",
+    "segments:read",
+    "segments:admin",
+)
+KEYS: dict[str, list[str]] = {f"only-{scope}": [scope] for scope in SCOPES}
+PUBLIC = {("get", "/healthz"), ("get", "/readyz")}
+SEGMENT = {"name": "n", "rule": {"count": {"type": "purchase", "within": "1d"}, "gte": 1}}
+
+# service, method, path (as in the schema), the scope it needs, a path to call and a body to send.
+ROUTES: list[tuple[str, str, str, str, str, object]] = [
+    ("ingest", "post", "/v1/events", "events:write", "/v1/events", []),
+    (
+        "timeline",
+        "get",
+        "/v1/customers/{customer_id}/timeline",
+        "timeline:read",
+        "/v1/customers/m1/timeline",
+        None,
+    ),
+    (
+        "timeline",
+        "get",
+        "/v1/customers/{customer_id}/profile",
+        "timeline:read",
+        "/v1/customers/m1/profile",
+        None,
+    ),
+    (
+        "consent",
+        "put",
+        "/v1/customers/{customer_id}/consent/{purpose}",
+        "consent:write",
+        "/v1/customers/m1/consent/marketing",
+        {"status": "granted"},
+    ),
+    (
+        "consent",
+        "get",
+        "/v1/customers/{customer_id}/consent",
+        "consent:read",
+        "/v1/customers/m1/consent",
+        None,
+    ),
+    (
+        "consent",
+        "get",
+        "/v1/customers/{customer_id}/consent/history",
+        "consent:read",
+        "/v1/customers/m1/consent/history",
+        None,
+    ),
+    (
+        "consent",
+        "post",
+        "/v1/customers/{customer_id}/erasure",
+        "consent:write",
+        "/v1/customers/m1/erasure",
+        None,
+    ),
+    ("segments", "get", "/v1/segments", "segments:admin", "/v1/segments", None),
+    ("segments", "post", "/v1/segments", "segments:admin", "/v1/segments", {"id": "matrix", **SEGMENT}),
+    ("segments", "get", "/v1/segments/{segment_id}", "segments:admin", "/v1/segments/matrix", None),
+    ("segments", "put", "/v1/segments/{segment_id}", "segments:admin", "/v1/segments/matrix", SEGMENT),
+    ("segments", "delete", "/v1/segments/{segment_id}", "segments:admin", "/v1/segments/matrix", None),
+    (
+        "segments",
+        "get",
+        "/v1/segments/{segment_id}/members",
+        "segments:read",
+        "/v1/segments/matrix/members",
+        None,
+    ),
+    (
+        "segments",
+        "get",
+        "/v1/segments/{segment_id}/stats",
+        "segments:read",
+        "/v1/segments/matrix/stats",
+        None,
+    ),
+    (
+        "segments",
+        "get",
+        "/v1/customers/{customer_id}/segments",
+        "segments:read",
+        "/v1/customers/m1/segments",
+        None,
+    ),
+]
+
+
+def apps() -> dict[str, FastAPI]:
+    return {
+        "ingest": ingest_app(IngestSettings(api_keys=KEYS), FakePublisher()),
+        "timeline": timeline_app(TimelineSettings(api_keys=KEYS)),
+        "consent": consent_app(ConsentSettings(api_keys=KEYS), FakePublisher()),
+        "segments": segments_app(SegmentsSettings(api_keys=KEYS), FakePublisher()),
+    }
+
+
+def test_the_table_names_every_operation_of_every_schema() -> None:
+    named = {(service, method, path) for service, method, path, *_ in ROUTES}
+    for service, app in apps().items():
+        for path, operations in app.openapi()["paths"].items():
+            for method in operations:
+                assert (method, path) in PUBLIC or (service, method, path) in named, (service, method, path)
+
+
+@pytest.fixture(scope="module")
+async def clients(kafka: TouchlineSettings, database: str) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    built = apps()
+    async with (
+        asgi_client(built["ingest"]) as ingest,
+        asgi_client(built["timeline"]) as timeline,
+        asgi_client(built["consent"]) as consent,
+        asgi_client(built["segments"]) as segments,
+    ):
+        yield {"ingest": ingest, "timeline": timeline, "consent": consent, "segments": segments}
+
+
+@pytest.mark.parametrize("key", [None, *SCOPES])
+@pytest.mark.parametrize(
+    ("service", "method", "call", "needed", "body"),
+    [(service, method, call, needed, body) for service, method, _, needed, call, body in ROUTES],
+    ids=[f"{service}-{method}-{path}" for service, method, path, *_ in ROUTES],
+)
+async def test_each_route_answers_each_key_by_its_scope(
+    clients: dict[str, httpx.AsyncClient],
+    service: str,
+    method: str,
+    call: str,
+    needed: str,
+    body: object,
+    key: str | None,
+) -> None:
+    headers = {"Authorization": f"Bearer only-{key}"} if key else {}
+    sent = {"json": body} if body is not None else {}
+    response = await clients[service].request(method.upper(), call, headers=headers, **sent)  # type: ignore[arg-type]
+    if key is None:
+        assert response.status_code == 401, response.text
+    elif key != needed:
+        assert response.status_code == 403, response.text
+    else:
+        assert response.status_code not in (401, 403, 500), response.text
