@@ -1,9 +1,14 @@
 """Demo journeys look like real customers and are valid input for ingest."""
 
+import argparse
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from shared.__main__ import DEMO_SCOPES, SKIPPED, demo, key_for
 from shared.demo import customer_journey, journeys
+from shared.settings import TouchlineSettings
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
@@ -39,3 +44,25 @@ def test_each_journey_is_in_time_order_within_its_weeks_and_never_in_the_future(
 def test_event_ids_are_unique() -> None:
     events = list(journeys(40, NOW))
     assert len({event.event_id for event in events}) == len(events)
+
+
+def test_the_demo_finds_a_key_for_each_scope_among_any_keys() -> None:
+    settings = TouchlineSettings(
+        api_keys={
+            "web": ["events:write"],
+            "dpo": {"source": "dpo", "scopes": ["consent:write"]},
+            "mkt": ["segments:admin"],
+        }
+    )
+    assert [key_for(settings, scope) for scope in DEMO_SCOPES] == ["mkt", "dpo", "web"]
+    assert key_for(settings, "timeline:read") is None
+
+
+def test_the_demo_is_skipped_with_its_reason_when_a_scope_has_no_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = TouchlineSettings(api_keys={"web": ["events:write"]})
+    with pytest.raises(SystemExit) as exit_:
+        demo(argparse.Namespace(), settings)
+    assert exit_.value.code == SKIPPED
+    assert "no key in TOUCHLINE_API_KEYS holds segments:admin, consent:write" in capsys.readouterr().out
