@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 BIN := $(VENV)/bin
 LOCAL := deploy/local
 
-.PHONY: run stop status cluster cluster-stop test lint unit integration faults bench venv infra fmt clean
+.PHONY: run stop status cluster cluster-stop test lint unit integration faults fuzz bench venv infra fmt clean
 
 # The virtualenv is rebuilt only when pyproject.toml changes, so a second run downloads nothing.
 $(INSTALLED): pyproject.toml
@@ -54,7 +54,13 @@ unit: venv
 	$(BIN)/pytest tests/unit -q
 
 test: lint
-	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/unit tests/integration tests/e2e tests/faults -q -p no:cacheprovider
+	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/unit tests/integration tests/e2e tests/faults tests/fuzz -q \
+		-p no:cacheprovider
+
+# schemathesis against every API with every phase (coverage included) and 500 examples per operation.
+fuzz: venv
+	@TOUCHLINE_FUZZ_EXAMPLES=500 TOUCHLINE_FUZZ_PHASES=examples,coverage,fuzzing,stateful \
+		bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/fuzz -q -p no:cacheprovider -rA
 
 # Every fault scenario at 1,000 touches/s for 60 s; restarts the local Kafka and PostgreSQL, so not beside
 # a `make run` you care about. Writes bench/results/faults.md, the table README.md quotes.

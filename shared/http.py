@@ -34,6 +34,20 @@ class ErrorBody(BaseModel):
     problems: list[Problem] = []
 
 
+# What any route can answer whatever it does, as the front door and FastAPI's body parsing answer it.
+FRONT_DOOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body is not valid JSON."},
+    401: {"model": ErrorBody, "description": "No API key, or an unknown one."},
+    403: {"model": ErrorBody, "description": "The key lacks the route's scope."},
+    413: {"model": ErrorBody, "description": "The body is larger than the route accepts."},
+    422: {"model": ErrorBody, "description": "A parameter or the body is invalid; each problem is named."},
+    503: {
+        "model": ErrorBody,
+        "description": "The database or the broker is unavailable; retry after Retry-After.",
+    },
+}
+
+
 def error_response(
     status_code: int,
     error: str,
@@ -127,7 +141,15 @@ def create_service_app(
 ) -> FastAPI:
     """A service's FastAPI app: the front door (key, then body size), the shared error shape, health
     endpoints and /metrics. `body_limits` gives a path its own limit (TOUCHLINE_HTTP_MAX_BODY_BYTES else)."""
-    app = FastAPI(title=title, version="1", description=description, lifespan=lifespan)
+    # One schema per model for requests and responses: what an API answers reads back as it was written
+    # (a rule's serializer drops empty parts), and separate output schemas would document any object.
+    app = FastAPI(
+        title=title,
+        version="1",
+        description=description,
+        lifespan=lifespan,
+        separate_input_output_schemas=False,
+    )
     app.state.settings = settings
     keys = KeyTable(principals(settings.api_keys))
     app.add_middleware(
@@ -138,7 +160,7 @@ def create_service_app(
         limits=body_limits,
     )
     install_common(app, readiness)
-    app.include_router(router)
+    app.include_router(router, responses=FRONT_DOOR_RESPONSES)
     return app
 
 
