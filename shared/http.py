@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth import principals
 from shared.db import create_pool
-from shared.errors import Problem, problems_from
+from shared.errors import Problem, Refusal, Rejected, problems_from
 from shared.front_door import FrontDoor, KeyTable, Refused
 from shared.kafka import RecordPublisher
 from shared.metrics import render_metrics
@@ -57,6 +57,21 @@ def error_response(
 ) -> JSONResponse:
     body = ErrorBody(error=error, message=message, problems=list(problems))
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code, headers=headers)
+
+
+# The one place a domain refusal becomes an HTTP status.
+STATUS_OF_REFUSAL = {
+    Refusal.MALFORMED: status.HTTP_400_BAD_REQUEST,
+    Refusal.INVALID: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    Refusal.TOO_LARGE: status.HTTP_413_CONTENT_TOO_LARGE,
+    Refusal.UNSUPPORTED_MEDIA: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+}
+
+
+def rejected_response(rejected: Rejected) -> JSONResponse:
+    return error_response(
+        STATUS_OF_REFUSAL[rejected.refusal], rejected.error, rejected.message, rejected.problems
+    )
 
 
 def invalid_parameter(field: str, reason: str) -> JSONResponse:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, status
 from pydantic import BaseModel
 
-from services.ingest.domain import Rejected, parse_batch, stamped_records
+from services.ingest.domain import parse_batch, stamped_records
 from services.ingest.metrics import (
     BATCH_SIZE,
     EVENTS_ACCEPTED,
@@ -19,8 +19,9 @@ from services.ingest.metrics import (
 )
 from services.ingest.settings import IngestSettings
 from shared.auth import Principal, require_scope
+from shared.errors import Refusal, Rejected
 from shared.events import TouchEventIn
-from shared.http import ErrorBody, create_service_app, error_response, from_state
+from shared.http import ErrorBody, create_service_app, error_response, from_state, rejected_response
 from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
 from shared.topics import CUSTOMER_LOG
 
@@ -74,7 +75,8 @@ async def _read_json(request: Request) -> bytes:
     """The body (its size is capped by the front door, see create_app), once it is declared JSON."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise Rejected(415, "unsupported_media_type", "send the batch as Content-Type: application/json")
+        message = "send the batch as Content-Type: application/json"
+        raise Rejected(Refusal.UNSUPPORTED_MEDIA, "unsupported_media_type", message)
     return await request.body()
 
 
@@ -131,8 +133,9 @@ async def publish_events(
     except Rejected as rejected:
         invalid = {problem.index for problem in rejected.problems} or {None}
         EVENTS_REJECTED.labels(principal.source, rejected.error).inc(len(invalid))
-        REQUEST_SECONDS.labels(str(rejected.status)).observe(time.perf_counter() - started)
-        return error_response(rejected.status, rejected.error, rejected.message, rejected.problems)
+        response = rejected_response(rejected)
+        REQUEST_SECONDS.labels(str(response.status_code)).observe(time.perf_counter() - started)
+        return response
     except BrokerUnavailable as unavailable:
         REQUEST_SECONDS.labels("503").observe(time.perf_counter() - started)
         return error_response(

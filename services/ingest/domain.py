@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from shared.errors import Problem, problems_from
+from shared.errors import Problem, Refusal, Rejected, problems_from
 from shared.events import PlatformStamp, TouchEventIn
 from shared.serialization import encode, encode_stamped
 
@@ -18,14 +18,6 @@ from shared.serialization import encode, encode_stamped
 class IngestPolicy:
     max_batch: int
     max_future: timedelta
-
-
-class Rejected(Exception):
-    """The input is not acceptable; `status` tells the HTTP path which 4xx it is."""
-
-    def __init__(self, status: int, error: str, message: str, problems: Sequence[Problem] = ()) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message, self.problems = status, error, message, list(problems)
 
 
 _batch = TypeAdapter(list[TouchEventIn])
@@ -60,9 +52,9 @@ def _future_among_valid(
 def _malformed(error: ValidationError) -> Rejected | None:
     first = error.errors()[0]
     if first["type"] == "json_invalid":
-        return Rejected(400, "malformed_json", f"the body is not valid JSON: {first['msg']}")
+        return Rejected(Refusal.MALFORMED, "malformed_json", f"the body is not valid JSON: {first['msg']}")
     if first["type"] == "list_type" and not first["loc"]:
-        return Rejected(422, "invalid_batch", "the body must be a JSON array of events")
+        return Rejected(Refusal.INVALID, "invalid_batch", "the body must be a JSON array of events")
     return None
 
 
@@ -77,14 +69,20 @@ def parse_batch(body: bytes, now: datetime, policy: IngestPolicy) -> list[TouchE
         problems += _future_among_valid(body, {problem.index for problem in problems}, now, policy)
         problems.sort(key=lambda problem: problem.index or 0)
         raise Rejected(
-            422, "invalid_events", "some events are invalid; none was accepted", problems
+            Refusal.INVALID, "invalid_events", "some events are invalid; none was accepted", problems
         ) from None
     if not events:
-        raise Rejected(422, "empty_batch", "the batch holds no event; send 1 or more")
+        raise Rejected(Refusal.INVALID, "empty_batch", "the batch holds no event; send 1 or more")
     if len(events) > policy.max_batch:
-        raise Rejected(413, "batch_too_large", f"{len(events)} events; at most {policy.max_batch} per batch")
+        raise Rejected(
+            Refusal.TOO_LARGE,
+            "batch_too_large",
+            f"{len(events)} events; at most {policy.max_batch} per batch",
+        )
     if problems := future_problems(enumerate(events), now, policy):
-        raise Rejected(422, "invalid_events", "some events are invalid; none was accepted", problems)
+        raise Rejected(
+            Refusal.INVALID, "invalid_events", "some events are invalid; none was accepted", problems
+        )
     return events
 
 
@@ -94,10 +92,13 @@ def parse_record(value: bytes | None, now: datetime, policy: IngestPolicy) -> To
         event = TouchEventIn.model_validate_json(value or b"")
     except ValidationError as error:
         raise _malformed(error) or Rejected(
-            422, "invalid_event", "the record is not a valid touch event", problems_from(error.errors())
+            Refusal.INVALID,
+            "invalid_event",
+            "the record is not a valid touch event",
+            problems_from(error.errors()),
         ) from None
     if problems := future_problems([(0, event)], now, policy):
-        raise Rejected(422, "invalid_event", "the record is not a valid touch event", problems)
+        raise Rejected(Refusal.INVALID, "invalid_event", "the record is not a valid touch event", problems)
     return event
 
 
@@ -120,7 +121,7 @@ def inbound_source(headers: Sequence[tuple[str, bytes]]) -> str:
             source = value.decode("utf-8", "replace")
             if not _SOURCE.fullmatch(source):
                 raise Rejected(
-                    422,
+                    Refusal.INVALID,
                     "invalid_event",
                     "the record is not a valid touch event",
                     [Problem(field="headers.source", reason=f"{source[:40]!r} is not an identifier")],

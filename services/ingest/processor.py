@@ -18,7 +18,6 @@ from prometheus_client import start_http_server
 
 from services.ingest.domain import (
     DEFAULT_INBOUND_SOURCE,
-    Rejected,
     dead_letter_headers,
     inbound_source,
     parse_record,
@@ -26,6 +25,7 @@ from services.ingest.domain import (
 )
 from services.ingest.metrics import DEAD_LETTERS, EVENTS_ACCEPTED, EVENTS_REJECTED
 from services.ingest.settings import IngestSettings
+from shared.errors import Rejected
 from shared.failures import while_unavailable
 from shared.kafka import origin_of
 from shared.streams import create_stream_app, raw_topic

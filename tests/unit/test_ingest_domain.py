@@ -9,14 +9,13 @@ import pytest
 from services.ingest.domain import (
     DEFAULT_INBOUND_SOURCE,
     IngestPolicy,
-    Rejected,
     dead_letter_headers,
     inbound_source,
     parse_batch,
     parse_record,
     stamped_records,
 )
-from shared.errors import Problem
+from shared.errors import Problem, Refusal, Rejected
 from shared.events import TouchEvent, TouchEventIn
 from shared.serialization import decode_customer_log
 
@@ -48,7 +47,7 @@ def test_a_valid_batch_keeps_its_order() -> None:
 
 def test_every_invalid_event_is_named_by_index_and_field() -> None:
     rejection = rejected_by(orjson.dumps([touch(), touch(customer_id="no spaces"), touch()]))
-    assert (rejection.status, rejection.error) == (422, "invalid_events")
+    assert (rejection.refusal, rejection.error) == (Refusal.INVALID, "invalid_events")
     assert [(problem.index, problem.field) for problem in rejection.problems] == [(1, "customer_id")]
 
 
@@ -80,18 +79,18 @@ def test_events_too_far_in_the_future_are_rejected_but_old_ones_are_welcome() ->
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "error"),
+    ("body", "refusal", "error"),
     [
-        (b"not json", 400, "malformed_json"),
-        (b"", 400, "malformed_json"),
-        (b'{"event_id": "x"}', 422, "invalid_batch"),
-        (b"[]", 422, "empty_batch"),
-        (orjson.dumps([touch()] * 4), 413, "batch_too_large"),
+        (b"not json", Refusal.MALFORMED, "malformed_json"),
+        (b"", Refusal.MALFORMED, "malformed_json"),
+        (b'{"event_id": "x"}', Refusal.INVALID, "invalid_batch"),
+        (b"[]", Refusal.INVALID, "empty_batch"),
+        (orjson.dumps([touch()] * 4), Refusal.TOO_LARGE, "batch_too_large"),
     ],
 )
-def test_malformed_bodies_get_their_own_status(body: bytes, status: int, error: str) -> None:
+def test_malformed_bodies_get_their_own_kind_of_refusal(body: bytes, refusal: Refusal, error: str) -> None:
     rejection = rejected_by(body)
-    assert (rejection.status, rejection.error) == (status, error)
+    assert (rejection.refusal, rejection.error) == (refusal, error)
 
 
 def test_a_kafka_record_gets_the_same_rules_as_one_http_event() -> None:
@@ -110,7 +109,7 @@ def test_inbound_source_comes_from_the_header_or_a_default() -> None:
 
 
 def test_dead_letter_headers_carry_reason_stage_time_and_origin() -> None:
-    rejection = Rejected(422, "invalid_event", "bad", [Problem(field="type", reason="nope")])
+    rejection = Rejected(Refusal.INVALID, "invalid_event", "bad", [Problem(field="type", reason="nope")])
     headers = dict(dead_letter_headers(rejection, NOW, "ingest-worker", "touch.inbound/3/42"))
     assert orjson.loads(headers["error"]) == {
         "error": "invalid_event",
