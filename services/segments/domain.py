@@ -229,11 +229,12 @@ class AllowedItem(NamedTuple):
     purposes: frozenset[str]
     touch: Point | None  # None: an erase marker
     received_at: datetime | None
+    erasure: bool = False  # an erase marker of the right to be forgotten, not a mere revocation
 
 
 def item_of(record: AllowedTouch | EraseMarker, properties: frozenset[str]) -> AllowedItem:
     if isinstance(record, EraseMarker):
-        return AllowedItem(record.customer_id, frozenset(record.purposes), None, None)
+        return AllowedItem(record.customer_id, frozenset(record.purposes), None, None, record.erasure)
     event = record.event
     return AllowedItem(
         event.customer_id, frozenset(record.purposes), point_of(event, properties), event.received_at
@@ -249,7 +250,9 @@ def parse_allowed(value: bytes, properties: frozenset[str]) -> AllowedItem:
     """
     raw = allowed_fields(value)
     if raw["kind"] == "erase":
-        return AllowedItem(raw["customer_id"], frozenset(raw["purposes"]), None, None)
+        return AllowedItem(
+            raw["customer_id"], frozenset(raw["purposes"]), None, None, raw.get("erasure", False)
+        )
     event = raw["event"]
     touch = _point(
         event["event_id"],
@@ -264,23 +267,28 @@ def parse_allowed(value: bytes, properties: frozenset[str]) -> AllowedItem:
     )
 
 
-def inputs_of(
-    items: Sequence[AllowedItem], now: Callable[[], int]
-) -> tuple[dict[str, list["Input"]], dict[int, datetime]]:
-    """Each customer's inputs in order, at their own instant from `now()`; and, per instant of a touch,
-    when it reached Touchline. Consent decides through shared/purposes.py: a touch counts only when
-    segments may use it, an erase marker only when it withdraws what segments need."""
-    inputs: dict[str, list[Input]] = {}
-    received: dict[int, datetime] = {}
+class BatchInputs(NamedTuple):
+    per_customer: dict[str, list["Input"]]  # each customer's inputs in order
+    received: dict[int, datetime]  # per instant of a touch, when it reached Touchline
+    erased: set[str]  # customers who asked to be forgotten: their membership history goes too
+
+
+def inputs_of(items: Sequence[AllowedItem], now: Callable[[], int]) -> BatchInputs:
+    """Each customer's inputs, each at its own instant from `now()`. Consent decides through
+    shared/purposes.py: a touch counts only when segments may use it, an erase marker only when it
+    withdraws what segments need."""
+    inputs = BatchInputs({}, {}, set())
     for item in items:
         if item.touch is not None and may_project(PROJECTION, item.purposes):
             instant = now()
             if item.received_at is not None:
-                received[instant] = item.received_at
-            inputs.setdefault(item.customer_id, []).append(Input(instant, item.touch))
+                inputs.received[instant] = item.received_at
+            inputs.per_customer.setdefault(item.customer_id, []).append(Input(instant, item.touch))
         elif item.touch is None and must_erase(PROJECTION, item.purposes):
-            inputs.setdefault(item.customer_id, []).append(Input(now(), None))
-    return inputs, received
+            inputs.per_customer.setdefault(item.customer_id, []).append(Input(now(), None))
+            if item.erasure:
+                inputs.erased.add(item.customer_id)
+    return inputs
 
 
 class Input(NamedTuple):

@@ -8,7 +8,7 @@ A digest is stored as its recent touches in the customer's row and older ones in
 (`segment_points`, see digest.py), so a batch writes a bounded amount per customer whatever their history.
 """
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeAlias
@@ -80,6 +80,14 @@ INSERT INTO segment_changes (change_id, segment_id, version, customer_id, transi
 SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[],
                      $7::text[], $8::timestamptz[])
 ON CONFLICT (change_id) DO NOTHING
+"""
+
+
+# An erased customer's membership history goes: published changes at once, pending ones (their exits
+# among them) once the relay has published them (outbox.py).
+_ERASE_PUBLISHED = "DELETE FROM segment_changes WHERE customer_id = ANY($1::text[]) AND published"
+_ERASE_WHEN_PUBLISHED = """
+UPDATE segment_changes SET erase_after_publish = true WHERE customer_id = ANY($1::text[]) AND NOT published
 """
 
 
@@ -226,6 +234,11 @@ class Evaluation:
         await self._write(_UPSERT_MEMBERS, [r for w in members for r in w.entered])
         await self._write(_UPDATE_VERSIONS, [r for w in members for r in w.versions])
         await self._write(_INSERT_CHANGES, changes)
+
+    async def erase_history(self, customers: Collection[str]) -> None:
+        """The right to be forgotten reaches the change history too (after this batch's changes)."""
+        await self._write(_ERASE_PUBLISHED, [(customer,) for customer in customers])
+        await self._write(_ERASE_WHEN_PUBLISHED, [(customer,) for customer in customers])
 
     async def _write(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement over column arrays; none at all for no rows (the timer mostly finds none)."""

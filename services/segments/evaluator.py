@@ -141,17 +141,19 @@ class Evaluator:
     ) -> dict[str, Outcome]:
         partitions = sorted({record.partition for record, _ in readable})
         applied = await evaluation.offsets(self.allowed_topic, partitions)
-        inputs, received = inputs_of(
+        inputs = inputs_of(
             [item for origin, item in readable if origin.offset >= applied.get(origin.partition, 0)],
             self.clock.now,
         )
-        before = await self._lock_current(evaluation, evaluation.lock(list(inputs), self.cache.get))
+        customers = list(inputs.per_customer)
+        before = await self._lock_current(evaluation, evaluation.lock(customers, self.cache.get))
         definitions = self.feed.definitions
         outcomes = {
             customer: decide(before.get(customer), customer, customer_inputs, definitions, self.horizon)
-            for customer, customer_inputs in inputs.items()
+            for customer, customer_inputs in inputs.per_customer.items()
         }
-        await self._save(evaluation, before, outcomes, definitions, received, "event")
+        await self._save(evaluation, before, outcomes, definitions, inputs.received, "event")
+        await evaluation.erase_history(inputs.erased)
         return outcomes
 
     @property

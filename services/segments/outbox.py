@@ -43,8 +43,13 @@ class ChangeOutbox:
             )
             if rows:
                 await publish([PendingChange(*row) for row in rows])
+                published = [row["change_id"] for row in rows]
                 await connection.execute(
-                    "UPDATE segment_changes SET published = true WHERE change_id = ANY($1::text[])",
-                    [row["change_id"] for row in rows],
+                    "UPDATE segment_changes SET published = true WHERE change_id = ANY($1::text[])", published
+                )
+                # Changes of customers erased meanwhile were kept only to be published: now they go.
+                await connection.execute(
+                    "DELETE FROM segment_changes WHERE change_id = ANY($1::text[]) AND erase_after_publish",
+                    published,
                 )
             return len(rows)

@@ -1,0 +1,1 @@
+ALTER TABLE segment_changes DROP COLUMN erase_after_publish;
