@@ -10,6 +10,7 @@ database refuses is 422; anything else is a bug, logged with its traceback, and 
 """
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import Principal, authenticate
 from shared.failures import Failure, classify
+from shared.metrics import API_REQUEST_SECONDS
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "5"
@@ -57,7 +59,8 @@ class KeyTable:
 
 
 class FrontDoor:
-    """`limits` maps a path to its body limit in bytes; `refusal` shapes a refusal as the app's errors."""
+    """`limits` maps a path to its body limit in bytes; `refusal` shapes a refusal as the app's errors;
+    `service` names the API in its request metrics."""
 
     def __init__(
         self,
@@ -65,15 +68,31 @@ class FrontDoor:
         keys: KeyTable,
         refusal: Callable[[HTTPException], Response],
         default_limit: int,
+        service: str,
         limits: Mapping[str, int] | None = None,
     ) -> None:
-        self.app, self.keys, self.refusal = app, keys, refusal
+        self.app, self.keys, self.refusal, self.service = app, keys, refusal, service
         self.default_limit, self.limits = default_limit, limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC:
             await self.app(scope, receive, send)
             return
+        began, status = time.perf_counter(), 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_noting_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "-")
+            API_REQUEST_SECONDS.labels(self.service, route, str(status)).observe(time.perf_counter() - began)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
         }
@@ -101,14 +120,16 @@ class FrontDoor:
 
 
 def _answer_for(error: Exception, scope: Scope) -> Refused:
+    # Logged by route template, never by path: a path holds a customer id.
+    route = getattr(scope.get("route"), "path", "-")
     failure = classify(error)
     if failure is Failure.UNAVAILABLE:
-        log.warning("a dependency is unavailable", extra={"path": scope["path"], "error": repr(error)})
+        log.warning("a dependency is unavailable", extra={"route": route, "error": type(error).__name__})
         message = "the database or the broker is unavailable; retry"
         return Refused(503, "unavailable", message, {"Retry-After": RETRY_AFTER_SECONDS})
     if failure is Failure.DATA:
         return Refused(422, "invalid_request", "a value in the request cannot be stored or compared")
-    log.error("unexpected error", exc_info=error, extra={"path": scope["path"]})
+    log.error("unexpected error", exc_info=error, extra={"route": route})
     return Refused(500, "internal_error", "an unexpected error; it has been logged")
 
 

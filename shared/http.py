@@ -172,6 +172,7 @@ def create_service_app(
         keys=keys,
         refusal=http_error_response,
         default_limit=settings.http_max_body_bytes,
+        service=title.removeprefix("Touchline ").lower(),  # titles read "Touchline <service>"
         limits=body_limits,
     )
     install_common(app, readiness)

@@ -15,6 +15,15 @@ def size_histogram(name: str, documentation: str, labels: tuple[str, ...] = ()) 
     return Histogram(name, documentation, labels, buckets=SIZE_BUCKETS)
 
 
+# Every API request, by service, route template (never the path itself: it holds customer ids) and status;
+# "-" for a request refused before routing (no key, too large) or matching no route.
+API_REQUEST_SECONDS = latency_histogram(
+    "touchline_api_request_seconds",
+    "API requests by route and status, and their latency.",
+    ("service", "route", "status"),
+)
+
+
 def render_metrics() -> tuple[bytes, str]:
     """This process's metrics in the Prometheus text format, with its content type."""
     return generate_latest(), CONTENT_TYPE_LATEST

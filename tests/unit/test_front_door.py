@@ -1,8 +1,10 @@
 """The front door: no body byte is read before the key is known, and no more than a route allows."""
 
+import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from starlette.types import Message
 
 from services.consent.api import create_app as consent_app
@@ -99,3 +101,20 @@ async def test_an_unknown_key_and_a_wrong_scheme_are_401() -> None:
     for authorization in ("Bearer nope", "Basic ZHBvOg==", "Bearer "):
         exchange = await call(app, path, {"Authorization": authorization}, [b"{}"])
         assert exchange.status == 401, authorization
+
+
+def test_requests_are_counted_by_route_template_and_status_never_by_path() -> None:
+    app, path = APPS["consent"]
+    asyncio.run(call(app, path, {"Authorization": "Bearer dpo"}, [b'{"status": "nope"}']))
+    asyncio.run(call(app, path, {}, [b"{}"]))
+    samples = [
+        sample.labels
+        for metric in REGISTRY.collect()
+        if metric.name == "touchline_api_request_seconds"
+        for sample in metric.samples
+        if sample.name.endswith("_count") and sample.labels["service"] == "consent"
+    ]
+    routes = {(labels["route"], labels["status"]) for labels in samples}
+    assert ("/v1/customers/{customer_id}/consent/{purpose}", "422") in routes
+    assert ("-", "401") in routes  # refused at the door, before any route matched
+    assert not [labels for labels in samples if "c1" in labels["route"]]
