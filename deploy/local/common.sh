@@ -48,6 +48,7 @@ export TOUCHLINE_INGEST_PORT="${TOUCHLINE_INGEST_PORT:-8001}"
 export TOUCHLINE_TIMELINE_PORT="${TOUCHLINE_TIMELINE_PORT:-8002}"
 export TOUCHLINE_SEGMENTS_PORT="${TOUCHLINE_SEGMENTS_PORT:-8003}"
 export TOUCHLINE_CONSENT_PORT="${TOUCHLINE_CONSENT_PORT:-8004}"
+export TOUCHLINE_PROMETHEUS_PORT="${TOUCHLINE_PROMETHEUS_PORT:-9090}"
 # What the Python services read; derived from the ports above unless set explicitly.
 export TOUCHLINE_KAFKA_BOOTSTRAP="${TOUCHLINE_KAFKA_BOOTSTRAP:-127.0.0.1:$TOUCHLINE_KAFKA_PORT}"
 export TOUCHLINE_PG_DSN="${TOUCHLINE_PG_DSN:-postgresql://postgres@127.0.0.1:$TOUCHLINE_PG_PORT/touchline}"
@@ -56,6 +57,8 @@ PYTHON="$TOUCHLINE_ROOT/.venv/bin/python"
 infra_start() {
   bash "$TOUCHLINE_ROOT/deploy/local/kafka.sh" start
   bash "$TOUCHLINE_ROOT/deploy/local/postgres.sh" start
+  # promtool checks the alert rules in make test; make run starts Prometheus itself.
+  bash "$TOUCHLINE_ROOT/deploy/local/prometheus.sh" provision
 }
 
 processes() {  # the lines of deploy/processes.txt (or $TOUCHLINE_PROCESSES), ${VARS} expanded, no comments

@@ -48,6 +48,7 @@ main() {
   export TOUCHLINE_API_KEYS
   (cd "$TOUCHLINE_ROOT" && "$PYTHON" -m shared migrate && "$PYTHON" -m shared topics)
   bash "$TOUCHLINE_ROOT/deploy/local/supervise.sh" start
+  bash "$TOUCHLINE_ROOT/deploy/local/prometheus.sh" start
   load_demo_once
   cat <<TXT
 
@@ -56,6 +57,7 @@ Touchline is running.
   Timeline API   http://127.0.0.1:$TOUCHLINE_TIMELINE_PORT/docs
   Consent API    http://127.0.0.1:$TOUCHLINE_CONSENT_PORT/docs
   Segments API   http://127.0.0.1:$TOUCHLINE_SEGMENTS_PORT/docs
+  Prometheus     http://127.0.0.1:$TOUCHLINE_PROMETHEUS_PORT   (every process a target; alerts: /alerts)
   Kafka          127.0.0.1:$TOUCHLINE_KAFKA_PORT
   PostgreSQL     $TOUCHLINE_PG_DSN
   Logs           $SERVICES_DIR   (make status: every process, its state and restarts)
