@@ -64,3 +64,13 @@ def test_every_alert_has_a_unit_test_and_a_runbook_section() -> None:
         assert alert in tested, f"{alert} has no promtool test that makes it fire"
         assert alert in quiet, f"{alert} has no promtool test where it stays quiet"
         assert f"## {alert}" in runbook, f"{alert} has no section in deploy/RUNBOOK.md"
+
+
+def test_the_compose_configuration_is_the_generated_one() -> None:
+    generated = subprocess.run(
+        [sys.executable, str(PROMETHEUS / "scrape_config.py"), "--compose"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (PROMETHEUS / "compose.yml").read_text() == generated.stdout, "rerun scrape_config.py --compose"
