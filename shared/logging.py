@@ -1,8 +1,10 @@
 """Structured logs: one JSON object a line on stderr, with any `extra=` fields kept."""
 
 import logging
+import logging.config
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -27,7 +29,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+def logging_config(level: str) -> dict[str, Any]:
+    """Every process's logging as a dictConfig: JSON lines on stderr. Faust's worker takes it too, so its
+    own lines are JSON like everyone else's."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stderr}},
+        "root": {"level": level, "handlers": ["stderr"]},
+    }
+
+
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.config.dictConfig(logging_config(level))

@@ -9,7 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.kafka import ensure_topics
-from shared.logging import configure_logging
+from shared.logging import configure_logging, logging_config
 from shared.settings import TouchlineSettings
 
 
@@ -27,7 +27,8 @@ def serve_api(app: FastAPI, host: str, port: int) -> None:
 
 
 def run_worker(app: faust.App, settings: TouchlineSettings) -> None:
-    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+    worker = faust.Worker(app, loglevel=settings.log_level, logging_config=logging_config(settings.log_level))
+    worker.execute_from_commandline()
 
 
 Command = Callable[[list[str]], None]
