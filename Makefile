@@ -39,11 +39,14 @@ cluster: venv
 cluster-stop:
 	@$(CLUSTER) bash $(LOCAL)/kafka.sh stop
 
-# Every process with its state, pid, uptime and restarts; then Kafka and PostgreSQL.
+# Every process with its state, pid, uptime and restarts; then Kafka, PostgreSQL and Prometheus; then the
+# pipeline from Prometheus (per stage: records/s, lag, p99), live in a terminal, once otherwise.
 status:
 	@bash $(LOCAL)/supervise.sh status || true
 	@bash $(LOCAL)/kafka.sh status && echo "kafka                  RUNNING" || echo "kafka                  STOPPED"
 	@bash $(LOCAL)/postgres.sh status && echo "postgresql             RUNNING" || echo "postgresql             STOPPED"
+	@bash $(LOCAL)/prometheus.sh status && echo "prometheus             RUNNING" || echo "prometheus             STOPPED"
+	@if [ -t 1 ]; then $(BIN)/python -m services.ops status; else $(BIN)/python -m services.ops status --once; fi
 
 lint: venv
 	$(BIN)/ruff check .
