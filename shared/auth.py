@@ -16,6 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from shared.settings import ApiKeyGrant
 
 ApiKeyConfig = Mapping[str, list[str] | ApiKeyGrant]
+# Every scope a route can require: one per service and kind of access.
+SCOPES = ("events:write", "timeline:read", "consent:read", "consent:write", "segments:read", "segments:admin")
 
 
 @dataclass(frozen=True)

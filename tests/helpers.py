@@ -173,6 +173,33 @@ def deploy_processes() -> list[DeployedProcess]:
     return processes
 
 
+def start_apis(ports: dict[str, int], env: dict[str, str], logs: Path, label: str) -> list[ServiceProcess]:
+    """Each named service's API (`python -m services.NAME api`) on its port, once each answers /readyz."""
+    processes = [
+        ServiceProcess(
+            f"services.{name}",
+            "api",
+            env | {f"TOUCHLINE_{name.upper()}_PORT": str(port)},
+            logs / f"{label}-{name}.log",
+        ).start()
+        for name, port in ports.items()
+    ]
+    deadline = time.monotonic() + 60
+    for port in ports.values():
+        while not _answers(f"http://127.0.0.1:{port}/readyz"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"an API on port {port} is not ready after 60 s; see {logs}")
+            time.sleep(0.3)
+    return processes
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def worker(module: str, name: str, env: dict[str, str], logs: Path) -> ServiceProcess:
     """A stream worker as `python -m MODULE worker`, with test-friendly ports and timeouts."""
     return ServiceProcess(module, "worker", env | WORKER_ENV, logs / f"{name}.log")

@@ -29,6 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
+from shared.auth import SCOPES as ALL_SCOPES
 from shared.demo import DEMO_SEGMENTS, customer_journey
 from shared.topics import CUSTOMER_PARTITIONS, SEGMENT_MEMBERSHIP
 from tests.bench.common import Rate, bench_database, bench_topics, percentile
@@ -45,7 +46,7 @@ BATCH = 100
 CONNECTIONS = 8
 TOUCHES_PER_CONSENT_CHANGE = 50
 KEY = "bench-admin"
-SCOPES = ["events:write", "timeline:read", "consent:write", "consent:read", "segments:admin", "segments:read"]
+SCOPES = list(ALL_SCOPES)
 RESULTS = ROOT / "bench/results/latest.json"
 PROBE_SEGMENTS = [
     {

@@ -5,7 +5,6 @@ Every line of every process's log is also JSON (shared/logging.py), so a log pip
 """
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from shared.settings import TouchlineSettings
 from shared.topics import TOUCH_INBOUND
-from tests.helpers import ServiceProcess, eventually, produce
+from tests.helpers import ServiceProcess, eventually, produce, start_apis
 
 WRITER_KEY, DPO_KEY, READER_KEY = "test-writer", "test-dpo", "test-reader"
 PORTS = {"ingest": 18701, "consent": 18704, "timeline": 18702}
@@ -31,20 +30,9 @@ def apis(
     logs: Path,
 ) -> Iterator[dict[str, str]]:
     """The APIs as processes too, so their logs are files to read."""
-    processes = [
-        ServiceProcess(
-            f"services.{name}",
-            "api",
-            test_env | {f"TOUCHLINE_{name.upper()}_PORT": str(port)},
-            logs / f"logs-{name}-api.log",
-        ).start()
-        for name, port in PORTS.items()
-    ]
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
+    processes = start_apis(PORTS, test_env, logs, "logs")
     try:
-        for url in urls.values():
-            eventually_ready(url)
-        yield urls
+        yield {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
     finally:
         for process in processes:
             process.stop()
@@ -54,17 +42,6 @@ def read_logs(folder: Path) -> list[tuple[str, str]]:
     return [
         (path.name, line) for path in sorted(folder.glob("*.log")) for line in path.read_text().splitlines()
     ]
-
-
-def eventually_ready(url: str) -> None:
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(url)
 
 
 async def test_no_log_line_holds_a_customer_id_a_value_or_a_key(

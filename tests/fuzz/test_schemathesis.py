@@ -13,28 +13,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
+from shared.auth import SCOPES
 from shared.db import migrate
 from tests.conftest import ADMIN_DSN, SESSION_PREFIX, TEST_API_KEYS
-from tests.helpers import ServiceProcess, delete_topics_with_prefix
+from tests.helpers import delete_topics_with_prefix, start_apis
 
 FUZZ_KEY = "test-fuzz"
-ALL_SCOPES = [
-    "events:write",
-    "timeline:read",
-    "consent:read",
-    "consent:write",
-    "segments:read",
-    "segments:admin",
-]
 PORTS = {"ingest": 18801, "timeline": 18802, "segments": 18803, "consent": 18804}
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 EXAMPLES = int(os.environ.get("TOUCHLINE_FUZZ_EXAMPLES", "100"))
@@ -53,19 +44,6 @@ async def _database(name: str, create: bool) -> None:
         await admin.close()
 
 
-def _ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} not ready after {timeout} s")
-        time.sleep(0.3)
-
-
 @pytest.fixture(scope="module")
 def apis(kafka: object, test_env: dict[str, str], logs: Path) -> Iterator[dict[str, int]]:
     """The four APIs with their own topics and database, so what the fuzzer writes stays apart."""
@@ -73,24 +51,14 @@ def apis(kafka: object, test_env: dict[str, str], logs: Path) -> Iterator[dict[s
     asyncio.run(_database(database, create=True))
     dsn = f"{ADMIN_DSN}/{database}"
     migrate(dsn)
-    keys = TEST_API_KEYS | {FUZZ_KEY: ALL_SCOPES}
+    keys = TEST_API_KEYS | {FUZZ_KEY: list(SCOPES)}
     env = test_env | {
         "TOUCHLINE_TOPIC_PREFIX": prefix,
         "TOUCHLINE_PG_DSN": dsn,
         "TOUCHLINE_API_KEYS": json.dumps(keys),
     }
-    processes = [
-        ServiceProcess(
-            f"services.{name}",
-            "api",
-            env | {f"TOUCHLINE_{name.upper()}_PORT": str(port)},
-            logs / f"fuzz-{name}.log",
-        ).start()
-        for name, port in PORTS.items()
-    ]
+    processes = start_apis(PORTS, env, logs, "fuzz")
     try:
-        for port in PORTS.values():
-            _ready(f"http://127.0.0.1:{port}/readyz")
         yield PORTS
     finally:
         for process in processes:

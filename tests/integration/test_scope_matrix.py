@@ -19,18 +19,11 @@ from services.segments.api import create_app as segments_app
 from services.segments.settings import SegmentsSettings
 from services.timeline.api import create_app as timeline_app
 from services.timeline.settings import TimelineSettings
+from shared.auth import SCOPES
 from shared.settings import TouchlineSettings
 from tests.fakes import FakePublisher
 from tests.helpers import asgi_client
 
-SCOPES = (
-    "events:write",
-    "timeline:read",
-    "consent:read",
-    "consent:write",
-    "segments:read",
-    "segments:admin",
-)
 KEYS: dict[str, list[str]] = {f"only-{scope}": [scope] for scope in SCOPES}
 PUBLIC = {("get", "/healthz"), ("get", "/readyz")}
 SEGMENT = {"name": "n", "rule": {"count": {"type": "purchase", "within": "1d"}, "gte": 1}}

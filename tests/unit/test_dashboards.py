@@ -17,13 +17,15 @@ import services.timeline.metrics
 import shared.metrics
 from tests.helpers import ROOT
 
-EXPORTERS = (
+# Imported for the metrics they register.
+EXPORTERS: tuple[ModuleType, ...] = (
     services.consent.metrics,
     services.ingest.metrics,
     services.ops.metrics,
     services.segments.metrics,
+    services.timeline.metrics,
+    shared.metrics,
 )
-EXPORTERS += (services.timeline.metrics, shared.metrics)
 METRIC = re.compile(r"\b(touchline[a-z0-9_:]*|process_[a-z_]+|up)\b(?=\s*[{\[)]|\s*$)")
 
 
