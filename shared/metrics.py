@@ -1,4 +1,7 @@
-"""Prometheus helpers shared by every service."""
+"""Prometheus helpers shared by every service, and the one naming scheme:
+`touchline_<service>_<thing>[_<unit>]`, where <service> is a folder of services/ (or `api`, for what every
+API's front door measures alike), <unit> is `seconds`, `bytes` or `records` when the value has one, and a
+counter ends in `_total`. Labels are bounded: never a customer, a path or a key."""
 
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 

@@ -17,6 +17,8 @@ from shared.db import migrate
 from shared.settings import TouchlineSettings
 from tests.helpers import ServiceProcess, delete_topics_with_prefix, running
 
+pytest_plugins = ["tests.alerting"]  # the alerting fixtures: a worker, a collector, a real Prometheus
+
 TEST_API_KEYS = {
     "test-writer": {"source": "test-shop", "scopes": ["events:write"]},
     "test-reader": {"source": "test-crm", "scopes": ["timeline:read", "consent:read", "segments:read"]},

@@ -1,4 +1,5 @@
-"""The Grafana dashboard: generated from deploy/grafana/dashboards.py, and querying only what exists."""
+"""The metrics' names (shared/metrics.py's scheme), and the Grafana dashboard: generated from
+deploy/grafana/dashboards.py, and querying only what exists."""
 
 import importlib.util
 import json
@@ -67,3 +68,15 @@ def test_every_query_names_only_series_touchline_exports() -> None:
         names = set(METRIC.findall(expression))
         assert names, expression
         assert names <= known, f"{sorted(names - known)} in {expression}"
+
+
+def test_every_metric_follows_the_naming_scheme() -> None:
+    services = {path.name for path in (ROOT / "services").iterdir() if (path / "__main__.py").exists()}
+    scheme = re.compile(rf"touchline_({'|'.join(sorted(services | {'api'}))})_[a-z][a-z0-9_]*")
+    ours = [metric for metric in REGISTRY.collect() if metric.name.startswith("touchline")]
+    assert len(ours) > 30
+    for metric in ours:
+        assert scheme.fullmatch(metric.name), metric.name
+        banned = {"customer_id", "customer", "path", "key", "event_id"}
+        labels = {label for sample in metric.samples for label in sample.labels}
+        assert not labels & banned, (metric.name, labels & banned)
