@@ -16,6 +16,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.timeout(900)
 async def test_a_stage_falling_behind_for_five_minutes_fires_the_lag_alert(
     projector: ServiceProcess, prometheus: str, kafka: TouchlineSettings
 ) -> None:
