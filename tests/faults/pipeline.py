@@ -32,7 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.demo import customer_journey
-from shared.events import MembershipTransition, SegmentMembershipChange, TouchEvent
+from shared.events import ConsentChange, MembershipTransition, SegmentMembershipChange, TouchEvent
 from shared.kafka import create_producer
 from shared.serialization import decode, decode_allowed, decode_customer_log
 from shared.settings import TouchlineSettings
@@ -311,7 +311,9 @@ async def account(
     transitions_doubled, transitions_missing = _membership_sequences(membership)
     on_topic = {change.change_id for change in membership}
     unpublished = published - on_topic  # the outbox says published, the topic does not have it
-    spurious = on_topic - outbox  # on the topic, never decided
+    # On the topic, never decided; an erased customer's changes leave the outbox once published.
+    erased = {r.customer_id for r in log_records if isinstance(r, ConsentChange) and r.erasure}
+    spurious = {c.change_id for c in membership if c.change_id not in outbox and c.customer_id not in erased}
     members_forbidden = [
         (row["segment_id"], row["customer_id"])
         for row in members
