@@ -78,21 +78,21 @@ class FrontDoor:
         if scope["type"] != "http" or scope["path"] in PUBLIC:
             await self.app(scope, receive, send)
             return
-        began, status = time.perf_counter(), 500
+        began, statuses = time.perf_counter(), list[int]()  # the status, once the response has begun
 
         async def send_noting_status(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
+                statuses.append(message["status"])
             await send(message)
 
         try:
-            await self._serve(scope, receive, send_noting_status)
+            await self._serve(scope, receive, send_noting_status, responded=lambda: bool(statuses))
         finally:
             route = getattr(scope.get("route"), "path", "-")
-            API_REQUEST_SECONDS.labels(self.service, route, str(status)).observe(time.perf_counter() - began)
+            status = str(statuses[0]) if statuses else "500"
+            API_REQUEST_SECONDS.labels(self.service, route, status).observe(time.perf_counter() - began)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, responded: Callable[[], bool]) -> None:
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
         }
@@ -104,17 +104,10 @@ class FrontDoor:
             await self.refusal(refused)(scope, _no_body, send)
             return
         scope.setdefault("state", {})["principal"] = principal
-        started = False
-
-        async def send_noting_start(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, _capped(receive, limit), send_noting_start)
+            await self.app(scope, _capped(receive, limit), send)
         except Exception as error:
-            if started:
+            if responded():
                 raise  # the client has a status already; the connection is all that is left to end
             await self.refusal(_answer_for(error, scope))(scope, _no_body, send)
 

@@ -92,9 +92,11 @@ class _Matching:
 
     def drop_through(self, oldest: int) -> None:
         cut = bisect_right(self.ats, oldest)
-        del self.ats[:cut], self.numbers[:cut], self.totals[:cut]
-        self.largest.drop_through(oldest)
-        self.smallest.drop_through(oldest)
+        del self.ats[:cut]
+        if self.property is not None:  # totals[cut] becomes the base the remaining sums subtract from
+            del self.numbers[:cut], self.totals[:cut]
+            self.largest.drop_through(oldest)
+            self.smallest.drop_through(oldest)
 
 
 class Saved(NamedTuple):

@@ -22,6 +22,17 @@ class PendingChange(NamedTuple):
     received_at: datetime | None
 
 
+# One statement: changes of customers erased meanwhile were kept only to be published, so they go; the
+# others are marked. (The UPDATE sees the rows as before the DELETE, hence the NOT IN.)
+_MARK_PUBLISHED = """
+WITH gone AS (
+    DELETE FROM segment_changes WHERE change_id = ANY($1::text[]) AND erase_after_publish RETURNING change_id
+)
+UPDATE segment_changes SET published = true
+WHERE change_id = ANY($1::text[]) AND change_id NOT IN (SELECT change_id FROM gone)
+"""
+
+
 class ChangeOutbox:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -43,13 +54,5 @@ class ChangeOutbox:
             )
             if rows:
                 await publish([PendingChange(*row) for row in rows])
-                published = [row["change_id"] for row in rows]
-                await connection.execute(
-                    "UPDATE segment_changes SET published = true WHERE change_id = ANY($1::text[])", published
-                )
-                # Changes of customers erased meanwhile were kept only to be published: now they go.
-                await connection.execute(
-                    "DELETE FROM segment_changes WHERE change_id = ANY($1::text[]) AND erase_after_publish",
-                    published,
-                )
+                await connection.execute(_MARK_PUBLISHED, [row["change_id"] for row in rows])
             return len(rows)
