@@ -11,9 +11,23 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-MAX_PROPERTIES_BYTES = 16 * 1024
+from shared.identities import Identities
+
+# Segment's limit for a whole message, so that whatever its tracking API accepts fits.
+MAX_PROPERTIES_BYTES = 32 * 1024
 
 
 def _matching(pattern: str, rule: str) -> AfterValidator:
@@ -136,27 +150,70 @@ class WireModel(BaseModel):
 
 
 class TouchEventIn(WireModel):
-    """A customer touch as a channel system sends it."""
+    """A customer touch as a channel system sends it: who by `customer_id`, `identities` or both."""
 
     event_id: Identifier = Field(description="Client-chosen idempotency key: resending it never duplicates.")
-    customer_id: Identifier
+    customer_id: Identifier | None = Field(
+        default=None, description="Your id of the customer, when this system knows it."
+    )
     type: EventType
     channel: Channel
     occurred_at: Timestamp = Field(description="When it happened, RFC 3339 with an offset.")
-    properties: Properties = Field(default_factory=dict, description="Any JSON object, at most 16 KiB.")
+    properties: Properties = Field(default_factory=dict, description="Any JSON object, at most 32 KiB.")
+    identities: Identities = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("identities")
+    @classmethod
+    def _someone_named(cls, identities: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # customer_id is absent from info.data when it failed its own check: that error says enough.
+        if not identities and info.data.get("customer_id", "invalid") is None:
+            raise ValueError("names nobody: send customer_id, identities, or both")
+        return identities
 
 
-class PlatformStamp(WireModel):
+class Arrival(WireModel):
     """What the platform adds to a client's touch on arrival."""
 
-    schema_version: Literal[1] = 1
-    kind: Literal["touch"] = "touch"
     received_at: Timestamp
     source: Identifier = Field(description="The channel system that sent it, from its API key.")
 
 
+class PlatformStamp(Arrival):
+    """The arrival of a touch that goes straight to the customer log. A touch is written in the oldest
+    version that holds it, so one naming only `customer_id` is the same record it always was."""
+
+    schema_version: Literal[1, 2] = 1
+    kind: Literal["touch"] = "touch"
+
+
+def upcast_touch(raw: Any) -> Any:
+    """Version 1 (before identities) -> 2: the same touch, naming no identities."""
+    if isinstance(raw, dict) and raw.get("schema_version") == 1:
+        if "identities" in raw:
+            raise ValueError("a version 1 touch names no identities; version 2 does")
+        return raw | {"schema_version": 2}
+    return raw
+
+
 class TouchEvent(TouchEventIn, PlatformStamp):
-    """A touch on the customer log: the client's fields plus the platform's stamp."""
+    """A touch on the customer log, its `customer_id` the profile it belongs to (resolved from its
+    identities when it named any): the client's fields plus the platform's stamp."""
+
+    customer_id: Identifier
+    schema_version: Literal[2] = 2
+
+    _upcast = model_validator(mode="before")(upcast_touch)
+
+
+class IdentifiedStamp(Arrival):
+    """The arrival of a touch that names identities, bound for resolution."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["identified"] = "identified"
+
+
+class IdentifiedTouch(TouchEventIn, IdentifiedStamp):
+    """A touch that names identities, on `identity.inbound`: resolution decides whose it is."""
 
 
 class Purpose(StrEnum):

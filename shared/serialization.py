@@ -24,12 +24,19 @@ def encode(record: BaseModel) -> bytes:
 
 
 def encode_stamped(event: TouchEventIn, stamp: bytes) -> bytes:
-    """An encoded TouchEvent from a validated client event and an encoded PlatformStamp.
+    """An encoded record from a validated client event and an encoded Arrival: a TouchEvent with a
+    PlatformStamp, an IdentifiedTouch with its own.
 
     Splices two JSON objects instead of building and re-encoding a model per event: stamping is on
-    ingest's hot path, and one stamp serves a whole batch.
+    ingest's hot path, and one stamp serves a whole batch. Empty identities are left out, so a touch
+    naming only `customer_id` is the version 1 record it always was.
     """
-    return encode(event)[:-1] + b"," + stamp[1:]
+    fields = encode(event) if event.identities else _serialize_event(event, exclude=_IDENTITIES)
+    return fields[:-1] + b"," + stamp[1:]
+
+
+_IDENTITIES = {"identities"}
+_serialize_event = TouchEventIn.__pydantic_serializer__.to_json
 
 
 def decode(model: type[ModelT], data: bytes) -> ModelT:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.events import ConsentStatus, Identifier, Purpose
+from shared.identities import BUILT_IN_KINDS
 from shared.purposes import DEFAULT_CONSENT
 from shared.topics import TopicSpec, topic_name
 
@@ -38,6 +39,10 @@ class TouchlineSettings(BaseSettings):
         description='JSON: {"key": ["scope", ...]} or {"key": {"source": "web-shop", "scopes": [...]}}.',
     )
     log_level: str = "INFO"
+    identity_extra_kinds: list[str] = Field(
+        default=["loyalty_card"],
+        description="Identifier kinds a touch may name besides anonymous_id, email and phone.",
+    )
     # The HTTP front door (shared/front_door.py and uvicorn): a route may allow a larger body (ingest).
     http_max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted.")
     http_max_concurrency: int = Field(
@@ -66,6 +71,9 @@ class TouchlineSettings(BaseSettings):
     def default_consent(self) -> dict[Purpose, ConsentStatus]:
         """Consent of customers who never said anything, per purpose."""
         return {**DEFAULT_CONSENT, **self.consent_defaults}
+
+    def identity_kinds(self) -> frozenset[str]:
+        return frozenset(BUILT_IN_KINDS) | frozenset(self.identity_extra_kinds)
 
     def topic(self, spec: TopicSpec) -> str:
         return topic_name(spec, self.topic_prefix)

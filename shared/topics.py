@@ -30,6 +30,10 @@ TOUCH_DLQ = TopicSpec("touch.dlq", 3, retention_ms=30 * DAY_MS)
 # forever by default; README.md says what that means for erased customers.
 CUSTOMER_LOG = TopicSpec("customer.log", CUSTOMER_PARTITIONS)
 CUSTOMER_ALLOWED = TopicSpec("customer.allowed", CUSTOMER_PARTITIONS)
+# Touches naming identities, in one partition: the identity graph's decisions follow its single order, so a
+# rebuild from it reaches the same graph (docs/identity.md). Kept forever, as the customer log is.
+IDENTITY_INBOUND = TopicSpec("identity.inbound", 1)
+IDENTITY_CHANGES = TopicSpec("identity.changes", CUSTOMER_PARTITIONS, retention_ms=30 * DAY_MS)
 SEGMENT_DEFINITIONS = TopicSpec("segment.definitions", 1, cleanup_policy="compact")
 SEGMENT_MEMBERSHIP = TopicSpec("segment.membership", CUSTOMER_PARTITIONS, retention_ms=30 * DAY_MS)
 
@@ -38,6 +42,8 @@ ALL_TOPICS = (
     TOUCH_DLQ,
     CUSTOMER_LOG,
     CUSTOMER_ALLOWED,
+    IDENTITY_INBOUND,
+    IDENTITY_CHANGES,
     SEGMENT_DEFINITIONS,
     SEGMENT_MEMBERSHIP,
 )

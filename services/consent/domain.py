@@ -71,6 +71,8 @@ def _purposes_json(purposes: frozenset[Purpose]) -> bytes:
 
 AllowedOutput = AllowedTouch | ForwardedTouch | EraseMarker
 LogItem = CustomerLogRecord | LoggedTouch
+# Version 2 adds only `identities`, which the filter forwards untouched.
+_TOUCH_VERSIONS = (1, 2)
 _TOUCH_FIELDS = frozenset(
     {"event_id", "customer_id", "type", "channel", "occurred_at", "received_at", "source"}
 )
@@ -85,7 +87,7 @@ def read_logged(value: bytes) -> LogItem:
         raw = orjson.loads(value)
         if (
             raw.get("kind") == "touch"
-            and raw.get("schema_version") == 1
+            and raw.get("schema_version") in _TOUCH_VERSIONS
             and raw.keys() >= _TOUCH_FIELDS
             and isinstance(raw["customer_id"], str)
             and IDENTIFIER.fullmatch(raw["customer_id"])

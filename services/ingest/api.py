@@ -1,5 +1,6 @@
 """HTTP edge of ingest: channel systems POST batches of touches; 202 means durable in Kafka."""
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, status
 from pydantic import BaseModel
 
-from services.ingest.domain import parse_batch, stamped_records
+from services.ingest.domain import parse_batch, routed_records
 from services.ingest.metrics import (
     BATCH_SIZE,
     EVENTS_ACCEPTED,
@@ -23,7 +24,7 @@ from shared.errors import Refusal, Rejected
 from shared.events import TouchEventIn
 from shared.http import ErrorBody, create_service_app, error_response, from_state, rejected_response
 from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
-from shared.topics import CUSTOMER_LOG
+from shared.topics import CUSTOMER_LOG, IDENTITY_INBOUND
 
 RETRY_AFTER_SECONDS = "5"
 
@@ -38,7 +39,7 @@ def _batch_schema(max_batch: int) -> dict[str, Any]:
     event["properties"]["properties"] = {
         "type": "object",
         "additionalProperties": True,
-        "description": "Any JSON object, at most 16 KiB serialized: amounts, campaign, page, ...",
+        "description": "Any JSON object, at most 32 KiB serialized: amounts, campaign, page, ...",
     }
     return {"type": "array", "minItems": 1, "maxItems": max_batch, "items": event}
 
@@ -86,9 +87,18 @@ async def _publish(
     body = await _read_json(request)
     received_at = datetime.now(UTC)
     events = parse_batch(body, received_at, settings.policy())
-    records = stamped_records(events, received_at, principal.source)
+    routed = routed_records(events, received_at, principal.source)
     started = time.perf_counter()
-    await publisher.publish(settings.topic(CUSTOMER_LOG), records)
+    await asyncio.gather(
+        *(
+            publisher.publish(settings.topic(topic), records)
+            for topic, records in (
+                (CUSTOMER_LOG, routed.customer_log),
+                (IDENTITY_INBOUND, routed.identity_inbound),
+            )
+            if records
+        )
+    )
     PRODUCE_SECONDS.observe(time.perf_counter() - started)
     return len(events)
 

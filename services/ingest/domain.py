@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +10,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from shared.errors import Problem, Refusal, Rejected, problems_from
-from shared.events import PlatformStamp, TouchEventIn
+from shared.events import IdentifiedStamp, PlatformStamp, TouchEventIn
 from shared.serialization import encode, encode_stamped
 
 
@@ -18,6 +18,7 @@ from shared.serialization import encode, encode_stamped
 class IngestPolicy:
     max_batch: int
     max_future: timedelta
+    identity_kinds: frozenset[str]
 
 
 _batch = TypeAdapter(list[TouchEventIn])
@@ -25,16 +26,24 @@ _raw_batch = TypeAdapter(list[Any])
 _SOURCE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def future_problems(
+def policy_problems(
     events: Iterable[tuple[int, TouchEventIn]], now: datetime, policy: IngestPolicy
 ) -> list[Problem]:
-    """Events, by index, that claim to happen later than the policy allows."""
+    """Events, by index, that claim to happen later than the policy allows or name an identifier kind
+    this deployment does not resolve."""
     latest, seconds = now + policy.max_future, policy.max_future.total_seconds()
-    return [
-        Problem(index=index, field="occurred_at", reason=f"is more than {seconds:g} s in the future")
-        for index, event in events
-        if event.occurred_at > latest
-    ]
+    known = ", ".join(sorted(policy.identity_kinds))
+    problems = []
+    for index, event in events:
+        if event.occurred_at > latest:
+            problems.append(
+                Problem(index=index, field="occurred_at", reason=f"is more than {seconds:g} s in the future")
+            )
+        problems += [
+            Problem(index=index, field=f"identities.{kind}", reason=f"is not a configured kind ({known})")
+            for kind in event.identities.keys() - policy.identity_kinds
+        ]
+    return problems
 
 
 def _future_among_valid(
@@ -46,7 +55,7 @@ def _future_among_valid(
     valid = (
         (index, TouchEventIn.model_validate(item)) for index, item in enumerate(items) if index not in invalid
     )
-    return future_problems(valid, now, policy)
+    return policy_problems(valid, now, policy)
 
 
 def _malformed(error: ValidationError) -> Rejected | None:
@@ -79,7 +88,7 @@ def parse_batch(body: bytes, now: datetime, policy: IngestPolicy) -> list[TouchE
             "batch_too_large",
             f"{len(events)} events; at most {policy.max_batch} per batch",
         )
-    if problems := future_problems(enumerate(events), now, policy):
+    if problems := policy_problems(enumerate(events), now, policy):
         raise Rejected(
             Refusal.INVALID, "invalid_events", "some events are invalid; none was accepted", problems
         )
@@ -97,17 +106,35 @@ def parse_record(value: bytes | None, now: datetime, policy: IngestPolicy) -> To
             "the record is not a valid touch event",
             problems_from(error.errors()),
         ) from None
-    if problems := future_problems([(0, event)], now, policy):
+    if problems := policy_problems([(0, event)], now, policy):
         raise Rejected(Refusal.INVALID, "invalid_event", "the record is not a valid touch event", problems)
     return event
 
 
-def stamped_records(
-    events: Sequence[TouchEventIn], received_at: datetime, source: str
-) -> list[tuple[bytes, bytes]]:
-    """Customer-log records, keyed by customer so each customer's touches stay in order."""
-    stamp = encode(PlatformStamp(received_at=received_at, source=source))
-    return [(event.customer_id.encode(), encode_stamped(event, stamp)) for event in events]
+Record = tuple[bytes, bytes]
+
+
+@dataclass
+class Routed:
+    """Where a batch's touches go: to the customer log when they name only a customer, to identity
+    resolution (one partition, so its decisions follow one order) when they name identities."""
+
+    customer_log: list[Record] = field(default_factory=list)
+    identity_inbound: list[Record] = field(default_factory=list)
+
+
+def routed_records(events: Sequence[TouchEventIn], received_at: datetime, source: str) -> Routed:
+    """Stamped records, keyed by customer so each customer's touches stay in order."""
+    logged = encode(PlatformStamp(received_at=received_at, source=source))
+    identified = encode(IdentifiedStamp(received_at=received_at, source=source))
+    routed = Routed()
+    for event in events:
+        key = (event.customer_id or "").encode()
+        if event.identities:
+            routed.identity_inbound.append((key, encode_stamped(event, identified)))
+        else:
+            routed.customer_log.append((key, encode_stamped(event, logged)))
+    return routed
 
 
 DEFAULT_INBOUND_SOURCE = "kafka-inbound"

@@ -21,7 +21,7 @@ from services.ingest.domain import (
     dead_letter_headers,
     inbound_source,
     parse_record,
-    stamped_records,
+    routed_records,
 )
 from services.ingest.metrics import DEAD_LETTERS, EVENTS_ACCEPTED, EVENTS_REJECTED
 from services.ingest.settings import IngestSettings
@@ -29,7 +29,7 @@ from shared.errors import Rejected
 from shared.failures import while_unavailable
 from shared.kafka import origin_of
 from shared.streams import create_stream_app, raw_topic
-from shared.topics import CUSTOMER_LOG, TOUCH_DLQ, TOUCH_INBOUND
+from shared.topics import CUSTOMER_LOG, IDENTITY_INBOUND, TOUCH_DLQ, TOUCH_INBOUND
 
 log = logging.getLogger(__name__)
 STAGE = "ingest-worker"
@@ -41,6 +41,7 @@ def create_processor(settings: IngestSettings) -> faust.App:
     app = create_stream_app(settings, "ingest")
     inbound = raw_topic(app, settings, TOUCH_INBOUND)
     customer_log = raw_topic(app, settings, CUSTOMER_LOG)
+    identity_inbound = raw_topic(app, settings, IDENTITY_INBOUND)
     dead_letters = raw_topic(app, settings, TOUCH_DLQ)
     policy = settings.policy()
 
@@ -71,8 +72,13 @@ def create_processor(settings: IngestSettings) -> faust.App:
             EVENTS_REJECTED.labels("kafka", rejected.error).inc()
             DEAD_LETTERS.labels(rejected.error).inc()
             return
-        [(key, value)] = stamped_records([touch], now, source)
-        await customer_log.send(key=key, value=value)
+        routed = routed_records([touch], now, source)
+        for topic, records in (
+            (customer_log, routed.customer_log),
+            (identity_inbound, routed.identity_inbound),
+        ):
+            for key, value in records:
+                await topic.send(key=key, value=value)
         # Any producer can write any `source` header: as a label it would be unbounded. HTTP sources come
         # from configured keys, so they are labels there; here the record keeps its source, the metric not.
         EVENTS_ACCEPTED.labels(DEFAULT_INBOUND_SOURCE, "kafka").inc()

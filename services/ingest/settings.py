@@ -15,7 +15,9 @@ class IngestSettings(StreamSettings):
     ingest_worker_metrics_port: int = 9101
 
     def policy(self) -> IngestPolicy:
-        return IngestPolicy(self.ingest_max_batch, timedelta(seconds=self.ingest_max_future_seconds))
+        return IngestPolicy(
+            self.ingest_max_batch, timedelta(seconds=self.ingest_max_future_seconds), self.identity_kinds()
+        )
 
 
 @lru_cache

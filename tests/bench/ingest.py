@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from services.ingest.domain import stamped_records
+from services.ingest.domain import routed_records
 from shared.demo import journeys
 from shared.events import TouchEventIn
 from shared.kafka import create_producer, send_partitioned
@@ -46,7 +46,7 @@ async def raw_producer_rates(settings: TouchlineSettings) -> list[Rate]:
     """The ceiling: ready-encoded records through an already started producer, nothing else timed."""
     now = datetime.now(UTC)
     prepared = {
-        round_number: stamped_records(demo_events(round_number), now, "bench")
+        round_number: routed_records(demo_events(round_number), now, "bench").customer_log
         for round_number in range(ROUNDS)
     }
     producer = create_producer(settings)

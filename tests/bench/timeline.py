@@ -13,7 +13,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.ingest.domain import stamped_records
+from services.ingest.domain import routed_records
 from services.timeline.domain import row_of
 from shared.demo import journeys
 from shared.events import AllowedTouch, Purpose
@@ -43,7 +43,7 @@ def allowed_touches(seed: int = 0) -> list[AllowedTouch]:
         event.model_copy(update={"event_id": f"r{seed}-{event.event_id}"})
         for event in islice(journeys(EVENTS, now, seed=seed), EVENTS)
     ]
-    stamped = [decode_customer_log(value) for _, value in stamped_records(events, now, "bench")]
+    stamped = [decode_customer_log(value) for _, value in routed_records(events, now, "bench").customer_log]
     return [AllowedTouch(event=event, purposes=frozenset({Purpose.PROFILING})) for event in stamped]
 
 

@@ -91,12 +91,12 @@ def test_properties_must_be_an_object() -> None:
     assert "properties" in errors_of(properties=[1, 2])
 
 
-def test_properties_up_to_16_kib_are_accepted_and_one_byte_more_is_not() -> None:
+def test_properties_up_to_32_kib_are_accepted_and_one_byte_more_is_not() -> None:
     overhead = len('{"k":""}')
     TouchEventIn.model_validate(GOOD | {"properties": {"k": "x" * (MAX_PROPERTIES_BYTES - overhead)}})
     message = errors_of(properties={"k": "x" * (MAX_PROPERTIES_BYTES - overhead + 1)})["properties"]
-    assert "16385 bytes" in message
-    assert "16384" in message
+    assert "32769 bytes" in message
+    assert "32768" in message
 
 
 @pytest.mark.parametrize("platform_field", ["received_at", "source", "kind"])

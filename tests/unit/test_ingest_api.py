@@ -106,9 +106,10 @@ async def test_one_answer_names_every_problem_of_every_event(
     assert [(p["index"], p["field"]) for p in response.json()["problems"]] == [
         (1, "occurred_at"),
         (2, "occurred_at"),
-        (3, "customer_id"),
+        (3, "identities"),
     ]
     assert "in the future" in response.json()["problems"][1]["reason"]
+    assert "send customer_id, identities, or both" in response.json()["problems"][2]["reason"]
     assert not publisher.published
 
 

@@ -13,14 +13,16 @@ from services.ingest.domain import (
     inbound_source,
     parse_batch,
     parse_record,
-    stamped_records,
+    routed_records,
 )
 from shared.errors import Problem, Refusal, Rejected
-from shared.events import TouchEvent, TouchEventIn
+from shared.events import IdentifiedTouch, TouchEvent, TouchEventIn
 from shared.serialization import decode_customer_log
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-POLICY = IngestPolicy(max_batch=3, max_future=timedelta(minutes=5))
+POLICY = IngestPolicy(
+    max_batch=3, max_future=timedelta(minutes=5), identity_kinds=frozenset({"email", "anonymous_id"})
+)
 
 
 def touch(**changes: Any) -> dict[str, Any]:
@@ -123,10 +125,51 @@ def test_dead_letter_headers_carry_reason_stage_time_and_origin() -> None:
 
 def test_stamped_records_are_keyed_by_customer_and_add_only_the_platform_fields() -> None:
     events = parse_batch(orjson.dumps([touch(), touch(event_id="e-2", customer_id="c-2")]), NOW, POLICY)
-    records = stamped_records(events, NOW, "shop")
+    routed = routed_records(events, NOW, "shop")
+    records = routed.customer_log
+    assert not routed.identity_inbound
     assert [key for key, _ in records] == [b"c-1", b"c-2"]
     for event, (_, value) in zip(events, records, strict=True):
         stamped = decode_customer_log(value)
         assert isinstance(stamped, TouchEvent)
         assert stamped.model_dump(include=set(TouchEventIn.model_fields)) == event.model_dump()
         assert (stamped.received_at, stamped.source, stamped.kind) == (NOW, "shop", "touch")
+
+
+def test_a_touch_naming_only_a_customer_is_the_version_1_record_it_always_was() -> None:
+    [event] = parse_batch(orjson.dumps([touch(properties={})]), NOW, POLICY)
+    [(_, value)] = routed_records([event], NOW, "shop").customer_log
+    assert orjson.loads(value) == {
+        "event_id": "e-1",
+        "customer_id": "c-1",
+        "type": "purchase",
+        "channel": "web",
+        "occurred_at": "2026-11-22T11:00:00Z",
+        "properties": {},
+        "schema_version": 1,
+        "kind": "touch",
+        "received_at": "2026-11-22T12:00:00Z",
+        "source": "shop",
+    }
+    assert decode_customer_log(value).schema_version == 2
+
+
+def test_touches_naming_identities_go_to_resolution_with_them_normalized() -> None:
+    batch = [
+        touch(identities={"email": " Ada@Example.COM "}),
+        touch(event_id="e-2", customer_id=None, identities={"anonymous_id": "a-1"}),
+        touch(event_id="e-3"),
+    ]
+    routed = routed_records(parse_batch(orjson.dumps(batch), NOW, POLICY), NOW, "shop")
+    assert [key for key, _ in routed.customer_log] == [b"c-1"]
+    first, second = (IdentifiedTouch.model_validate_json(value) for _, value in routed.identity_inbound)
+    assert (first.customer_id, first.identities) == ("c-1", {"email": "ada@example.com"})
+    assert (second.customer_id, second.identities, second.source) == (None, {"anonymous_id": "a-1"}, "shop")
+
+
+def test_an_identifier_kind_the_deployment_does_not_resolve_is_refused_by_name() -> None:
+    with pytest.raises(Rejected) as refused:
+        parse_batch(orjson.dumps([touch(identities={"loyalty_card": "L-1"})]), NOW, POLICY)
+    [problem] = refused.value.problems
+    assert (problem.index, problem.field) == (0, "identities.loyalty_card")
+    assert "anonymous_id, email" in problem.reason
