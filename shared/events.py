@@ -291,3 +291,29 @@ class SegmentMembershipChange(WireModel):
     transition: MembershipTransition
     at: Timestamp
     reason: MembershipReason
+
+
+class IdentityChangeKind(StrEnum):
+    LINKED = "linked"
+    MERGED = "merged"
+    CONFLICT = "conflict"
+
+
+class IdentityChange(WireModel):
+    """The identity graph changed: what campaign tools and projections read from `identity.changes`.
+
+    `linked`: the identifier now belongs to `profile_id`. `merged`: `other_profile_id` was absorbed into
+    `profile_id` through the identifier. `conflict`: linking the identifier to `profile_id` was refused
+    (`reason` says which protection rule; `other_profile_id` holds it, if anyone does).
+    """
+
+    schema_version: Literal[1] = 1
+    change_id: Identifier = Field(description="`<event_id>:<n>`: consumers deduplicate on it.")
+    change: IdentityChangeKind
+    profile_id: Identifier
+    other_profile_id: Identifier | None = None
+    identifier_kind: str
+    identifier_value: str
+    reason: str | None = None
+    caused_by: Identifier = Field(description="The event_id of the touch that caused the change.")
+    at: Timestamp

@@ -56,6 +56,7 @@ Touchline is running.
   Ingest API     http://127.0.0.1:$TOUCHLINE_INGEST_PORT/docs   (metrics: /metrics)
   Timeline API   http://127.0.0.1:$TOUCHLINE_TIMELINE_PORT/docs
   Consent API    http://127.0.0.1:$TOUCHLINE_CONSENT_PORT/docs
+  Identity API   http://127.0.0.1:$TOUCHLINE_IDENTITY_PORT/docs
   Segments API   http://127.0.0.1:$TOUCHLINE_SEGMENTS_PORT/docs
   Prometheus     http://127.0.0.1:$TOUCHLINE_PROMETHEUS_PORT   (every process a target; alerts: /alerts)
   Kafka          127.0.0.1:$TOUCHLINE_KAFKA_PORT

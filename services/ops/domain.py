@@ -9,7 +9,7 @@ group lags by one: the transaction's commit marker takes an offset no consumer e
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, TOUCH_INBOUND, TopicSpec
+from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, IDENTITY_INBOUND, TOUCH_INBOUND, TopicSpec
 
 
 class Stage(NamedTuple):
@@ -20,6 +20,7 @@ class Stage(NamedTuple):
 # Every stage that consumes, with the topic it reads.
 STAGES = (
     Stage("ingest", TOUCH_INBOUND),
+    Stage("identity", IDENTITY_INBOUND),
     Stage("consent", CUSTOMER_LOG),
     Stage("timeline", CUSTOMER_ALLOWED),
     Stage("segments", CUSTOMER_ALLOWED),

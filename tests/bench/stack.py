@@ -14,6 +14,7 @@ PORT_VARIABLES = {
     "timeline": "TOUCHLINE_TIMELINE_PORT",
     "segments": "TOUCHLINE_SEGMENTS_PORT",
     "consent": "TOUCHLINE_CONSENT_PORT",
+    "identity": "TOUCHLINE_IDENTITY_PORT",
 }
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -26,3 +26,11 @@ def timeline_projector(
 ) -> Iterator[ServiceProcess]:
     """The timeline projector, started as `python -m services.timeline worker`."""
     yield from running("services.timeline", "timeline-projector", test_env, logs)
+
+
+@pytest.fixture(scope="session")
+def identity_resolver(
+    kafka: object, database: str, test_env: dict[str, str], logs: Path
+) -> Iterator[ServiceProcess]:
+    """The identity resolver, started as `python -m services.identity worker`."""
+    yield from running("services.identity", "identity-resolver", test_env, logs)

@@ -1,0 +1,25 @@
+from prometheus_client import Counter, Histogram
+
+from shared.metrics import latency_histogram
+
+RESOLVED = Counter("touchline_identity_touches_resolved_total", "Touches resolved to a profile.")
+CHANGES = Counter(
+    "touchline_identity_changes_total",
+    "Identity graph changes, by kind (linked, merged, conflict).",
+    ["change"],
+)
+BLOCKED = Counter(
+    "touchline_identity_blocked_identifiers_total", "Identifiers left out because their value is blocked."
+)
+UNREADABLE = Counter(
+    "touchline_identity_unreadable_records_total", "identity.inbound records that failed to decode."
+)
+RESOLVER_LAG = latency_histogram(
+    "touchline_identity_resolver_lag_seconds",
+    "From a record's append to identity.inbound until its resolution was committed.",
+)
+BATCH_SIZE = Histogram(
+    "touchline_identity_batch_records",
+    "Records resolved in one transaction.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)

@@ -1,0 +1,184 @@
+"""The identity resolver: touches naming identities in, each resolved to a profile on the customer log.
+
+A plain aiokafka loop, like the consent filter: one poll is one batch, its graph read in two statements,
+decided by the pure domain in `identity.inbound`'s single order, its graph changes written in one
+PostgreSQL transaction, and its outputs (resolved touches to `customer.log`, changes to
+`identity.changes`) and next offset committed in one Kafka transaction (shared/transactions.py).
+
+At every crash point (SIGKILL included):
+- before the PostgreSQL transaction commits: nothing of the batch is anywhere; Kafka redelivers it.
+- after it, before the Kafka transaction commits: the graph holds the batch's changes and every touch's
+  resolution by offset. Kafka redelivers the batch; the resolver reads those resolutions back and
+  publishes them as decided instead of deciding again on a graph that already holds them, so the
+  outputs are the ones the first pass would have published. The open Kafka transaction is aborted when
+  the next producer under the same transactional id starts, so no read_committed reader saw it.
+- after the Kafka transaction commits: outputs, parked records and the offset are all committed.
+"""
+
+import logging
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from prometheus_client import start_http_server
+from pydantic import ValidationError
+
+from services.identity.domain import Change, Graph, IdentityRules, apply, decide, identifiers_of
+from services.identity.metrics import BATCH_SIZE, BLOCKED, CHANGES, RESOLVED, RESOLVER_LAG, UNREADABLE
+from services.identity.settings import IdentitySettings
+from services.identity.store import Decided, IdentityStore, change_id
+from shared.db import create_pool
+from shared.events import IdentifiedTouch, IdentityChange, TouchEvent
+from shared.failures import while_unavailable
+from shared.kafka import origin_of, parked_headers, poll_batch
+from shared.serialization import encode
+from shared.streams import create_batch_consumer, group_id
+from shared.topics import CUSTOMER_LOG, IDENTITY_CHANGES, IDENTITY_INBOUND, TOUCH_DLQ
+from shared.transactions import Parked, PartitionFenced, PartitionTransactions, Records
+
+log = logging.getLogger(__name__)
+STAGE = "identity-resolver"
+
+
+class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(
+        self,
+        settings: IdentitySettings,
+        consumer: AIOKafkaConsumer,
+        store: IdentityStore,
+        transactions: PartitionTransactions,
+    ) -> None:
+        self.consumer, self.store, self.transactions = consumer, store, transactions
+        self.rules: IdentityRules = settings.rules()
+        self.topics = {
+            "log": settings.topic(CUSTOMER_LOG),
+            "changes": settings.topic(IDENTITY_CHANGES),
+            "dlq": settings.topic(TOUCH_DLQ),
+        }
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.transactions.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.transactions.own(assigned)
+
+    async def poll_once(self, batch_max: int, linger: float) -> None:
+        polled = await poll_batch(self.consumer, batch_max, linger)
+        for tp, records in polled.items():
+            if records:
+                await self._resolve(tp, records)
+
+    async def _resolve(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        touches, parked = self._decoded(records)
+        decided = await self._decided(records[0].offset, touches)
+        outputs = _outputs(decided, touches, self.topics)
+        try:
+            await self.transactions.commit(tp, outputs, parked, records[-1].offset + 1)
+        except PartitionFenced:
+            log.warning(
+                "partition moved to another worker; its batch is theirs", extra={"partition": str(tp)}
+            )
+            self.consumer.seek(tp, records[0].offset)
+            return
+        RESOLVED.inc(len(decided))
+        BATCH_SIZE.observe(len(records))
+        RESOLVER_LAG.observe(max(0.0, time.time() - records[0].timestamp / 1000))
+
+    def _decoded(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[dict[int, IdentifiedTouch], list[Parked]]:
+        touches: dict[int, IdentifiedTouch] = {}
+        parked = []
+        for record in records:
+            try:
+                touches[record.offset] = IdentifiedTouch.model_validate_json(record.value or b"")
+            except ValidationError as error:
+                # Only Touchline writes identity.inbound: park what it cannot read, never skip it silently.
+                UNREADABLE.inc()
+                headers = parked_headers(str(error), STAGE, origin_of(record))
+                parked.append(Parked(self.topics["dlq"], record.key, record.value, headers))
+        return touches, parked
+
+    async def _decided(self, first_offset: int, touches: dict[int, IdentifiedTouch]) -> list[Decided]:
+        """Each touch's resolution: read back when an earlier pass wrote it, else decided and written."""
+        written = await while_unavailable(
+            lambda: self.store.decided_from(first_offset), "identity resolutions"
+        )
+        named = {
+            offset: identifiers_of(t.customer_id, t.identities, self.rules) for offset, t in touches.items()
+        }
+        graph = await while_unavailable(
+            lambda: self.store.graph_of({i for ids in named.values() for i in ids}), "identity graph"
+        )
+        decided, new = [], []
+        for offset, touch in touches.items():
+            if offset in written:
+                profile, changes = written[offset]
+            else:
+                profile, changes = _decide(graph, named[offset], touch, self.rules)
+            apply(graph, changes)
+            decision = Decided(offset, touch.event_id, profile, changes, touch.received_at)
+            decided.append(decision)
+            if offset not in written:
+                new.append(decision)
+        if new:
+            await while_unavailable(lambda: self.store.write(new), "identity graph")
+        return decided
+
+
+def _decide(
+    graph: Graph, named: list[tuple[str, str]], touch: IdentifiedTouch, rules: IdentityRules
+) -> tuple[str, list[Change]]:
+    BLOCKED.inc(len(touch.identities) + (touch.customer_id is not None) - len(named))
+    resolution = decide(graph, named, touch.event_id, rules)
+    for change in resolution.changes:
+        CHANGES.labels(change.kind.value).inc()
+    return resolution.profile, resolution.changes
+
+
+def _outputs(
+    decided: Sequence[Decided], touches: dict[int, IdentifiedTouch], topics: dict[str, str]
+) -> dict[str, Records]:
+    logged: list[tuple[bytes, bytes]] = []
+    changes: list[tuple[bytes, bytes]] = []
+    for decision in decided:
+        touch = touches[decision.offset]
+        fields = touch.model_dump(exclude={"schema_version", "kind", "customer_id"})
+        event = TouchEvent(**fields, customer_id=decision.profile)
+        logged.append((decision.profile.encode(), encode(event)))
+        changes += [
+            (change.profile.encode(), encode(_wire(change, n, decision)))
+            for n, change in enumerate(decision.changes)
+        ]
+    return {topics["log"]: logged, topics["changes"]: changes}
+
+
+def _wire(change: Change, position: int, decision: Decided) -> IdentityChange:
+    return IdentityChange(
+        change_id=change_id(decision.event_id, position),
+        change=change.kind,
+        profile_id=change.profile,
+        other_profile_id=change.other,
+        identifier_kind=change.identifier[0],
+        identifier_value=change.identifier[1],
+        reason=change.reason,
+        caused_by=decision.event_id,
+        at=decision.at,
+    )
+
+
+async def run_resolver(settings: IdentitySettings) -> None:
+    start_http_server(settings.identity_worker_metrics_port, addr=settings.identity_host)
+    pool = await create_pool(settings.pg_dsn.get_secret_value(), max_size=2)
+    consumer = create_batch_consumer(settings, "identity")
+    transactions = PartitionTransactions(settings, group_id(settings, "identity"))
+    resolver = Resolver(settings, consumer, IdentityStore(pool), transactions)
+    consumer.subscribe([settings.topic(IDENTITY_INBOUND)], listener=resolver)
+    await consumer.start()
+    try:
+        while True:
+            await resolver.poll_once(settings.identity_batch_max, settings.stream_batch_linger_seconds)
+    finally:
+        await consumer.stop()
+        await transactions.close()
+        await pool.close()

@@ -1,0 +1,183 @@
+"""Touches naming identities, through ingest, the resolver, the consent filter and the timeline projector
+on the real broker: each lands on its person's profile, readable by any of its identifiers."""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+
+from services.identity.api import create_app as identity_app
+from services.identity.settings import IdentitySettings
+from services.ingest.api import create_app as ingest_app
+from services.ingest.settings import IngestSettings
+from services.timeline.api import create_app as timeline_app
+from services.timeline.settings import TimelineSettings
+from shared.settings import TouchlineSettings
+from shared.topics import IDENTITY_CHANGES
+from tests.helpers import ServiceProcess, eventually
+
+WRITER = {"Authorization": "Bearer test-writer"}
+CRM = {"Authorization": "Bearer test-reader"}
+START = datetime(2026, 11, 1, 9, tzinfo=UTC)
+
+
+class Clients:
+    def __init__(
+        self, ingest: httpx.AsyncClient, identity: httpx.AsyncClient, timeline: httpx.AsyncClient
+    ) -> None:
+        self.ingest, self.identity, self.timeline = ingest, identity, timeline
+
+    async def touch(self, event_id: str, minutes: int, channel: str, type_: str, **who: Any) -> None:
+        event = {
+            "event_id": event_id,
+            "type": type_,
+            "channel": channel,
+            "occurred_at": (START + timedelta(minutes=minutes)).isoformat(),
+        } | who
+        response = await self.ingest.post("/v1/events", json=[event], headers=WRITER)
+        assert response.status_code == 202, response.text
+
+    async def holder(self, kind: str, value: str) -> str | None:
+        response = await self.identity.get(f"/v1/identities/{kind}/{value}", headers=CRM)
+        return response.json()["profile_id"] if response.status_code == 200 else None
+
+    async def eventually_held_by(self, kind: str, value: str, profile: str) -> bool:
+        return await eventually(lambda: self.holder(kind, value), lambda held: held == profile) == profile
+
+    async def timeline_ids(self, profile: str) -> list[str]:
+        response = await self.timeline.get(f"/v1/customers/{profile}/timeline", headers=CRM)
+        return [e["event_id"] for e in response.json()["events"]] if response.status_code == 200 else []
+
+
+@pytest.fixture
+async def clients(
+    identity_resolver: ServiceProcess, consent_filter: ServiceProcess, timeline_projector: ServiceProcess
+) -> AsyncIterator[Clients]:
+    apps: list[FastAPI] = [
+        ingest_app(IngestSettings()),
+        identity_app(IdentitySettings()),
+        timeline_app(TimelineSettings()),
+    ]
+    async with AsyncExitStack() as stack:
+        made = []
+        for app in apps:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app)
+            made.append(
+                await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://t"))
+            )
+        yield Clients(*made)
+
+
+async def changes_caused_by(settings: TouchlineSettings, event_ids: set[str]) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(
+        settings.topic(IDENTITY_CHANGES),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        found: list[dict[str, Any]] = []
+        for records in (await consumer.getmany(timeout_ms=3000)).values():
+            found += [orjson.loads(r.value or b"") for r in records]
+        return [change for change in found if change["caused_by"] in event_ids]
+    finally:
+        await consumer.stop()
+
+
+async def test_a_visitor_who_logs_in_and_their_email_and_card_reach_one_profile(
+    clients: Clients, unique: str, settings: TouchlineSettings
+) -> None:
+    customer, anonymous, email, card = (
+        f"c-{unique}",
+        f"anon-{unique}",
+        f"Ada.{unique}@Example.com",
+        f"L-{unique}",
+    )
+    await clients.touch(f"{unique}-visit", 0, "web", "page.viewed", identities={"anonymous_id": anonymous})
+    visitor = await eventually(lambda: clients.holder("anonymous_id", anonymous), bool)
+    assert visitor is not None
+    assert visitor.startswith("profile:")
+    assert await eventually(lambda: clients.timeline_ids(visitor), bool) == [f"{unique}-visit"]
+
+    await clients.touch(
+        f"{unique}-login",
+        5,
+        "web",
+        "login",
+        customer_id=customer,
+        identities={"anonymous_id": anonymous, "email": email},
+    )
+    await clients.touch(f"{unique}-open", 60, "email", "email.opened", identities={"email": email.upper()})
+    await clients.touch(f"{unique}-buy", 120, "store", "purchase", identities={"loyalty_card": card})
+    await clients.touch(
+        f"{unique}-card",
+        121,
+        "store",
+        "loyalty.linked",
+        customer_id=customer,
+        identities={"loyalty_card": card},
+    )
+
+    for kind, value in (
+        ("anonymous_id", anonymous),
+        ("email", email),
+        ("loyalty_card", card),
+        ("customer_id", customer),
+    ):
+        assert await clients.eventually_held_by(kind, value, customer)
+    assert await eventually(lambda: clients.timeline_ids(customer), lambda ids: len(ids) == 3) == [
+        f"{unique}-card",
+        f"{unique}-open",
+        f"{unique}-login",
+    ]
+
+    why = (await clients.identity.get(f"/v1/customers/{visitor}/identities", headers=CRM)).json()
+    assert why["profile_id"] == customer, "an absorbed profile's id answers for its survivor"
+    merges = [(h["other_profile_id"], h["caused_by"]) for h in why["history"] if h["change"] == "merged"]
+    assert (visitor, f"{unique}-login") in merges
+    assert sorted(i["kind"] for i in why["identifiers"]) == [
+        "anonymous_id",
+        "customer_id",
+        "email",
+        "loyalty_card",
+    ]
+
+    published = await changes_caused_by(settings, {f"{unique}-login", f"{unique}-card"})
+    assert sorted(c["change"] for c in published if c["change"] == "merged") == ["merged", "merged"]
+
+
+async def test_two_customers_sharing_an_email_stay_apart_and_a_blocked_value_links_nothing(
+    clients: Clients, unique: str
+) -> None:
+    shared_email = f"family.{unique}@example.com"
+    await clients.touch(
+        f"{unique}-1",
+        0,
+        "web",
+        "login",
+        customer_id=f"a-{unique}",
+        identities={"email": shared_email, "anonymous_id": "undefined"},
+    )
+    await clients.touch(
+        f"{unique}-2",
+        1,
+        "web",
+        "login",
+        customer_id=f"b-{unique}",
+        identities={"email": shared_email, "anonymous_id": "undefined"},
+    )
+    assert await eventually(lambda: clients.timeline_ids(f"b-{unique}"), bool) == [f"{unique}-2"]
+    assert await clients.holder("email", shared_email) == f"a-{unique}"
+    assert await clients.holder("anonymous_id", "undefined") is None
+    why = (await clients.identity.get(f"/v1/customers/b-{unique}/identities", headers=CRM)).json()
+    [conflict] = [h for h in why["history"] if h["change"] == "conflict"]
+    assert (conflict["other_profile_id"], conflict["kind"]) == (f"a-{unique}", "email")
+    assert "customer_id" in conflict["reason"]
