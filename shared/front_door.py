@@ -9,6 +9,8 @@ classify theirs (shared/failures.py): a database or broker away is 503 with Retr
 database refuses is 422; anything else is a bug, logged with its traceback, and a 500 in the error shape.
 """
 
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -48,14 +50,28 @@ class KeyTable:
 
     def principal(self, authorization: str | None) -> Principal:
         """The key's principal, or the 401 saying what is wrong with the Authorization header."""
-        scheme, _, key = (authorization or "").partition(" ")
-        if authorization is None or scheme.lower() != "bearer" or not key.strip():
-            message = "missing API key: send 'Authorization: Bearer <key>'"
+        key = _presented_key(authorization)
+        if not key:
+            message = "missing API key: send 'Authorization: Bearer <key>' (or Basic, the key as user name)"
             raise Refused(401, "unauthorized", message, UNAUTHORIZED_HEADERS)
-        principal = authenticate(key.strip(), self.table)
+        principal = authenticate(key, self.table)
         if principal is None:
             raise Refused(401, "unauthorized", "unknown API key", UNAUTHORIZED_HEADERS)
         return principal
+
+
+def _presented_key(authorization: str | None) -> str:
+    """The key of a Bearer header, or the user name of a Basic one: Segment's libraries send their
+    write key so, and a Touchline key serves as one."""
+    scheme, _, credentials = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(credentials.strip(), validate=True).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+    return ""
 
 
 class FrontDoor:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.ingest.domain import parse_batch, routed_records
 from services.ingest.metrics import (
@@ -19,8 +19,16 @@ from services.ingest.metrics import (
     REQUEST_SECONDS,
 )
 from services.ingest.settings import IngestSettings
+from services.ingest.tracking import (
+    CALLS,
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    Call,
+    parse_batch_call,
+    parse_call,
+)
 from shared.auth import Principal, require_scope
-from shared.errors import Refusal, Rejected
+from shared.errors import Problem, Refusal, Rejected
 from shared.events import TouchEventIn
 from shared.http import ErrorBody, create_service_app, error_response, from_state, rejected_response
 from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
@@ -87,6 +95,17 @@ async def _publish(
     body = await _read_json(request)
     received_at = datetime.now(UTC)
     events = parse_batch(body, received_at, settings.policy())
+    await _publish_touches(events, received_at, principal, settings, publisher)
+    return len(events)
+
+
+async def _publish_touches(
+    events: list[TouchEventIn],
+    received_at: datetime,
+    principal: Principal,
+    settings: IngestSettings,
+    publisher: RecordPublisher,
+) -> None:
     routed = routed_records(events, received_at, principal.source)
     started = time.perf_counter()
     await asyncio.gather(
@@ -100,7 +119,6 @@ async def _publish(
         )
     )
     PRODUCE_SECONDS.observe(time.perf_counter() - started)
-    return len(events)
 
 
 @router.post(
@@ -158,6 +176,85 @@ async def publish_events(
     return Accepted(accepted=accepted)
 
 
+class TrackingAccepted(BaseModel):
+    """Segment's answer (`success`), with what Touchline accepted and, of a batch, what it refused."""
+
+    success: bool = True
+    accepted: int
+    rejected: list[Problem] = Field(
+        default_factory=list, description="Messages of a batch refused, by index."
+    )
+
+
+tracking = APIRouter(prefix="/v1", tags=["segment-compatible tracking"])
+TRACKING_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Not JSON, or not a message object."},
+    413: {"model": ErrorBody, "description": "Over Segment's 32 KB per call or 500 KB per batch."},
+    422: {"model": ErrorBody, "description": "An invalid message, named by field and reason."},
+    503: {"model": ErrorBody, "description": "Kafka did not acknowledge in time; retry after Retry-After."},
+}
+TRACKING_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+}
+
+
+async def _tracked(
+    request: Request,
+    principal: Principal,
+    settings: IngestSettings,
+    publisher: RecordPublisher,
+    call: Call | None,
+) -> Any:
+    received_at = datetime.now(UTC)
+    try:
+        body = await _read_json(request)
+        if call is None:
+            events, problems = parse_batch_call(body, received_at, settings.policy())
+        else:
+            events, problems = [parse_call(body, call, received_at, settings.policy())], []
+    except Rejected as rejected:
+        EVENTS_REJECTED.labels(principal.source, rejected.error).inc()
+        return rejected_response(rejected)
+    await _publish_touches(events, received_at, principal, settings, publisher)
+    EVENTS_ACCEPTED.labels(principal.source, "segment").inc(len(events))
+    EVENTS_REJECTED.labels(principal.source, "invalid_message").inc(len({p.index for p in problems}))
+    return TrackingAccepted(accepted=len(events), rejected=problems)
+
+
+@tracking.post(
+    "/batch", response_model=TrackingAccepted, responses=TRACKING_ERRORS, openapi_extra=TRACKING_BODY
+)
+async def segment_batch(request: Request, principal: Writer, settings: Settings, publisher: Publisher) -> Any:
+    """Segment's batch call: `{"batch": [message, ...], "sentAt": ...}`, each message naming its `type`.
+    Authenticate as Segment's libraries do: Basic auth with the API key as user name. The valid
+    messages are accepted even when others are refused; `rejected` names those by index."""
+    return await _tracked(request, principal, settings, publisher, None)
+
+
+def _single_call(call: Call) -> None:
+    async def route(request: Request, principal: Writer, settings: Settings, publisher: Publisher) -> Any:
+        return await _tracked(request, principal, settings, publisher, call)
+
+    tracking.add_api_route(
+        f"/{call}",
+        route,
+        methods=["POST"],
+        name=f"segment_{call}",
+        summary=f"Segment's {call} call",
+        description=f"One {call} message as Segment's HTTP Tracking API takes it (see README).",
+        response_model=TrackingAccepted,
+        responses=TRACKING_ERRORS,
+        openapi_extra=TRACKING_BODY,
+    )
+
+
+for _call in CALLS:
+    _single_call(_call)
+routes = APIRouter()
+routes.include_router(router)
+routes.include_router(tracking)
+
+
 def create_app(settings: IngestSettings, publisher: RecordPublisher | None = None) -> FastAPI:
     publisher = publisher or DurablePublisher(settings, settings.ingest_produce_timeout_seconds)
 
@@ -169,11 +266,13 @@ def create_app(settings: IngestSettings, publisher: RecordPublisher | None = Non
     app = create_service_app(
         settings,
         "Touchline ingest",
-        "Channel systems publish customer touches. Authenticate: `Authorization: Bearer <key>`.",
-        router,
+        "Channel systems publish customer touches: Touchline's own batches, or Segment's calls. "
+        "Authenticate: `Authorization: Bearer <key>` (Segment's libraries: Basic, the key as user name).",
+        routes,
         lifespan,
         publisher.ready,
-        body_limits={"/v1/events": settings.ingest_max_body_bytes},
+        body_limits={"/v1/events": settings.ingest_max_body_bytes, "/v1/batch": MAX_BATCH_BYTES}
+        | {f"/v1/{call}": MAX_MESSAGE_BYTES for call in CALLS},
     )
     app.state.publisher = publisher
     return app

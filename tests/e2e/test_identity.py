@@ -1,9 +1,11 @@
 """Touches naming identities, through ingest, the resolver, the consent filter and the timeline projector
 on the real broker: each lands on its person's profile, readable by any of its identifiers."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +13,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from segment.analytics import Client as SegmentClient
 
 from services.identity.api import create_app as identity_app
 from services.identity.settings import IdentitySettings
@@ -20,6 +23,7 @@ from services.timeline.api import create_app as timeline_app
 from services.timeline.settings import TimelineSettings
 from shared.settings import TouchlineSettings
 from shared.topics import IDENTITY_CHANGES
+from tests.bench.ingest import free_port
 from tests.helpers import ServiceProcess, eventually
 
 WRITER = {"Authorization": "Bearer test-writer"}
@@ -181,3 +185,50 @@ async def test_two_customers_sharing_an_email_stay_apart_and_a_blocked_value_lin
     [conflict] = [h for h in why["history"] if h["change"] == "conflict"]
     assert (conflict["other_profile_id"], conflict["kind"]) == (f"a-{unique}", "email")
     assert "customer_id" in conflict["reason"]
+
+
+@pytest.fixture
+async def ingest_http(test_env: dict[str, str], logs: Path) -> AsyncIterator[str]:
+    """An ingest API as a process on a port of its own, for clients that speak HTTP, not ASGI."""
+    port = str(free_port())
+    env = test_env | {"TOUCHLINE_INGEST_PORT": port}
+    api = ServiceProcess("services.ingest", "api", env, logs / "segment-ingest.log").start()
+    try:
+        await api.wait_ready(f"http://127.0.0.1:{port}/readyz")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        api.stop()
+
+
+def segment_calls(host: str, unique: str, user: str, anonymous: str) -> list[Exception]:
+    """A web shop's backend using segment-analytics-python, unchanged but for its host."""
+    errors: list[Exception] = []
+    segment = SegmentClient("test-writer", host=host, sync_mode=True, on_error=lambda e, _: errors.append(e))
+    segment.page(anonymous_id=anonymous, name="Home", properties={"path": "/"}, message_id=f"{unique}-p")
+    traits = {"email": f"Seg.{unique}@Example.com", "plan": "gold"}
+    segment.identify(user, traits, anonymous_id=anonymous, message_id=f"{unique}-i")
+    segment.track(user, "Order Completed", {"total": 42.5, "currency": "EUR"}, message_id=f"{unique}-t")
+    segment.track(user, "Signed Up", message_id=f"{unique}-s")
+    segment.flush()
+    return errors
+
+
+async def test_segments_own_python_library_lands_calls_in_the_timeline(
+    clients: Clients, ingest_http: str, unique: str
+) -> None:
+    user, anonymous = f"seg-{unique}", f"seg-anon-{unique}"
+    assert await asyncio.to_thread(segment_calls, ingest_http, unique, user, anonymous) == []
+
+    async def landed() -> list[dict[str, Any]]:
+        response = await clients.timeline.get(f"/v1/customers/{user}/timeline", headers=CRM)
+        return response.json()["events"] if response.status_code == 200 else []
+
+    events = await eventually(landed, lambda found: len(found) == 3)
+    by_id = {event["event_id"]: event for event in events}
+    assert by_id[f"{unique}-t"]["type"] == "purchase"
+    assert by_id[f"{unique}-t"]["properties"]["amount"] == 42.5
+    assert by_id[f"{unique}-t"]["properties"]["segment"]["context"]["library"]["name"] == "analytics-python"
+    assert by_id[f"{unique}-s"]["type"] == "signed_up"
+    assert by_id[f"{unique}-i"]["type"] == "identify"
+    assert await clients.holder("email", f"seg.{unique}@example.com") == user
+    assert await clients.holder("anonymous_id", anonymous) == user

@@ -26,7 +26,7 @@ from tests.conftest import ADMIN_DSN, SESSION_PREFIX, TEST_API_KEYS
 from tests.helpers import delete_topics_with_prefix, start_apis
 
 FUZZ_KEY = "test-fuzz"
-PORTS = {"ingest": 18801, "timeline": 18802, "segments": 18803, "consent": 18804}
+PORTS = {"ingest": 18801, "timeline": 18802, "segments": 18803, "consent": 18804, "identity": 18805}
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 EXAMPLES = int(os.environ.get("TOUCHLINE_FUZZ_EXAMPLES", "100"))
 PHASES = os.environ.get("TOUCHLINE_FUZZ_PHASES", "examples,fuzzing,stateful")
@@ -46,7 +46,7 @@ async def _database(name: str, create: bool) -> None:
 
 @pytest.fixture(scope="module")
 def apis(kafka: object, test_env: dict[str, str], logs: Path) -> Iterator[dict[str, int]]:
-    """The four APIs with their own topics and database, so what the fuzzer writes stays apart."""
+    """The APIs with their own topics and database, so what the fuzzer writes stays apart."""
     prefix, database = f"{SESSION_PREFIX}fuzz.", f"touchline_fuzz_{uuid.uuid4().hex[:8]}"
     asyncio.run(_database(database, create=True))
     dsn = f"{ADMIN_DSN}/{database}"

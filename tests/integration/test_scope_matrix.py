@@ -13,8 +13,11 @@ from fastapi import FastAPI
 
 from services.consent.api import create_app as consent_app
 from services.consent.settings import ConsentSettings
+from services.identity.api import create_app as identity_app
+from services.identity.settings import IdentitySettings
 from services.ingest.api import create_app as ingest_app
 from services.ingest.settings import IngestSettings
+from services.ingest.tracking import CALLS
 from services.segments.api import create_app as segments_app
 from services.segments.settings import SegmentsSettings
 from services.timeline.api import create_app as timeline_app
@@ -31,6 +34,34 @@ SEGMENT = {"name": "n", "rule": {"count": {"type": "purchase", "within": "1d"}, 
 # service, method, path (as in the schema), the scope it needs, a path to call and a body to send.
 ROUTES: list[tuple[str, str, str, str, str, object]] = [
     ("ingest", "post", "/v1/events", "events:write", "/v1/events", []),
+    *(
+        (
+            "ingest",
+            "post",
+            f"/v1/{call}",
+            "events:write",
+            f"/v1/{call}",
+            {"userId": "m1", "event": "Signed Up"},
+        )
+        for call in CALLS
+    ),
+    ("ingest", "post", "/v1/batch", "events:write", "/v1/batch", {"batch": []}),
+    (
+        "identity",
+        "get",
+        "/v1/identities/{kind}/{value}",
+        "timeline:read",
+        "/v1/identities/email/a@b.io",
+        None,
+    ),
+    (
+        "identity",
+        "get",
+        "/v1/customers/{customer_id}/identities",
+        "timeline:read",
+        "/v1/customers/m1/identities",
+        None,
+    ),
     (
         "timeline",
         "get",
@@ -117,6 +148,7 @@ def apps() -> dict[str, FastAPI]:
         "timeline": timeline_app(TimelineSettings(api_keys=KEYS)),
         "consent": consent_app(ConsentSettings(api_keys=KEYS), FakePublisher()),
         "segments": segments_app(SegmentsSettings(api_keys=KEYS), FakePublisher()),
+        "identity": identity_app(IdentitySettings(api_keys=KEYS)),
     }
 
 
@@ -136,8 +168,15 @@ async def clients(kafka: TouchlineSettings, database: str) -> AsyncIterator[dict
         asgi_client(built["timeline"]) as timeline,
         asgi_client(built["consent"]) as consent,
         asgi_client(built["segments"]) as segments,
+        asgi_client(built["identity"]) as identity,
     ):
-        yield {"ingest": ingest, "timeline": timeline, "consent": consent, "segments": segments}
+        yield {
+            "ingest": ingest,
+            "timeline": timeline,
+            "consent": consent,
+            "segments": segments,
+            "identity": identity,
+        }
 
 
 @pytest.mark.parametrize("key", [None, *SCOPES])

@@ -1,6 +1,7 @@
 """The front door: no body byte is read before the key is known, and no more than a route allows."""
 
 import asyncio
+import base64
 from typing import Any
 
 import pytest
@@ -98,9 +99,19 @@ async def test_a_body_without_a_length_is_cut_off_once_past_the_limit() -> None:
 
 async def test_an_unknown_key_and_a_wrong_scheme_are_401() -> None:
     app, path = APPS["consent"]
-    for authorization in ("Bearer nope", "Basic ZHBvOg==", "Bearer "):
+    for authorization in ("Bearer nope", "Basic bm9wZTo=", "Basic !!", "Digest dpo", "Bearer "):
         exchange = await call(app, path, {"Authorization": authorization}, [b"{}"])
         assert exchange.status == 401, authorization
+
+
+async def test_basic_auth_with_the_key_as_user_name_is_the_key_as_segments_libraries_send_it() -> None:
+    app, path = APPS["consent"]
+    for user in (b"dpo:", b"dpo:any-password"):
+        authorization = "Basic " + base64.b64encode(user).decode()
+        exchange = await call(
+            app, path, {"Authorization": authorization, "Content-Type": "application/json"}, [b"{}"]
+        )
+        assert exchange.status == 422, user  # past the key: the body is what is wrong
 
 
 def test_requests_are_counted_by_route_template_and_status_never_by_path() -> None:

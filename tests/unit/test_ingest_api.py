@@ -65,7 +65,7 @@ async def test_accepted_events_are_stamped_with_the_keys_source(
     [
         ({}, 401),
         ({"Authorization": "Bearer nope"}, 401),
-        ({"Authorization": "Basic d3JpdGVy"}, 401),
+        ({"Authorization": "Basic bm9wZQ=="}, 401),  # "nope"
         ({"Authorization": "Bearer reader"}, 403),
     ],
 )
