@@ -5,7 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.bench import consent, history, ingest, pipeline, segments, timeline
+from tests.bench import consent, history, identity, ingest, pipeline, segments, timeline
 
 
 async def main() -> None:
@@ -17,6 +17,7 @@ async def main() -> None:
         ("segments", segments),
         ("history", history),
         ("consent", consent),
+        ("identity", identity),
         ("pipeline", pipeline),
     ):
         if not only or name in only:

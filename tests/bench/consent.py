@@ -14,7 +14,7 @@ from shared.events import ConsentChange, ConsentStatus, CustomerLogRecord, Purpo
 from shared.kafka import create_producer, send_partitioned
 from shared.serialization import encode
 from shared.settings import TouchlineSettings
-from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, TOUCH_INBOUND
+from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, TOUCH_INBOUND, TopicSpec
 from tests.bench.common import Rate, bench_database, bench_topics, measure
 from tests.bench.timeline import end_offsets, wait_until_committed
 from tests.helpers import consume_until, worker
@@ -57,12 +57,13 @@ def customer_log(round_number: int) -> list[tuple[bytes, bytes]]:
     return records
 
 
-async def raw_ceiling(settings: TouchlineSettings) -> Rate:
-    """Records/s of a bare consumer reading the log and producing each value on (acks=all, batched)."""
+async def raw_ceiling(settings: TouchlineSettings, source: TopicSpec, count: int, rounds: int) -> Rate:
+    """Records/s of a bare consumer reading the first `count` records of `source` (a benchmark's stage
+    has filled it) and producing each value on (acks=all, batched): what that stage could reach at best."""
     producer = create_producer(settings)
     await producer.start()
-    topic, scratch = settings.topic(CUSTOMER_LOG), settings.topic(TOUCH_INBOUND)
-    partitions = [TopicPartition(topic, p) for p in range(CUSTOMER_LOG.partitions)]
+    topic, scratch = settings.topic(source), settings.topic(TOUCH_INBOUND)
+    partitions = [TopicPartition(topic, p) for p in range(source.partitions)]
 
     async def once(_: int) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
@@ -71,7 +72,7 @@ async def raw_ceiling(settings: TouchlineSettings) -> Rate:
         try:
             await consumer.seek_to_beginning(*partitions)
             seen = 0
-            while seen < RECORDS:
+            while seen < count:
                 polled = await consumer.getmany(timeout_ms=500, max_records=2000)
                 records = [(r.key, r.value) for batch in polled.values() for r in batch]
                 await asyncio.gather(*await send_partitioned(producer, scratch, records))
@@ -81,7 +82,7 @@ async def raw_ceiling(settings: TouchlineSettings) -> Rate:
 
     try:
         return await measure(
-            "raw aiokafka consume + produce of the same records (ceiling)", ROUNDS, RECORDS, once
+            "raw aiokafka consume + produce of the same records (ceiling)", rounds, count, once
         )
     finally:
         await producer.stop()
@@ -170,7 +171,7 @@ async def start_up_seconds(settings: TouchlineSettings, dsn: str, logs: Path) ->
 async def run(logs: Path) -> list[str]:
     async with bench_topics() as settings, bench_database() as dsn:
         rate = await filter_rate(settings, dsn, logs)
-        ceiling = await raw_ceiling(settings)
+        ceiling = await raw_ceiling(settings, CUSTOMER_LOG, RECORDS, ROUNDS)
     async with bench_topics() as settings, bench_database() as dsn:
         start_up = await start_up_seconds(settings, dsn, logs)
     return [
