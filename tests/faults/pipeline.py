@@ -53,6 +53,8 @@ BATCH = 20
 CUSTOMERS = 2000
 TOUCHES_PER_CONSENT_CHANGE = 25
 INBOUND_EVERY = 10
+# One batch in IDENTIFIED_EVERY also names each customer's email: it goes through identity resolution.
+IDENTIFIED_EVERY = 4
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,8 @@ async def steady_load(
     stack: Stack, settings: TouchlineSettings, load: Load, offered: Offered, seed: int
 ) -> None:
     """`load.touches_per_second` in batches of BATCH for `load.seconds`, consent changes beside them;
-    one batch in INBOUND_EVERY goes the Kafka-native way, through touch.inbound and the ingest worker."""
+    one batch in INBOUND_EVERY goes the Kafka-native way, through touch.inbound and the ingest worker,
+    and one in IDENTIFIED_EVERY names identities, so the identity resolver carries it."""
     touches, rng = _journeys(seed), random.Random(seed)
     ingest = await Clients.connect(stack.ports["ingest"])
     consent = await Clients.connect(stack.ports["consent"], 2)
@@ -150,7 +153,10 @@ async def steady_load(
     pending: list[asyncio.Task[None]] = []
 
     async def post(number: int, batch: list[dict[str, Any]]) -> None:
-        if number % INBOUND_EVERY:
+        if number % IDENTIFIED_EVERY == 1:
+            named = [e | {"identities": {"email": f"{e['customer_id']}@faults.example"}} for e in batch]
+            await ingest.send(request("POST", "/v1/events", orjson.dumps(named)))
+        elif number % INBOUND_EVERY:
             await ingest.send(request("POST", "/v1/events", orjson.dumps(batch)))
         else:
             topic = settings.topic(TOUCH_INBOUND)
@@ -193,7 +199,9 @@ def sentinels(name: str) -> list[str]:
 
 async def delivered(stack: Stack, dsn: str, name: str, timeout: float) -> None:
     """Posts a sentinel touch per partition; returns once all are in the timeline and their entries to
-    the sentinel segment published (the relay publishes in order, so everything before them is too)."""
+    the sentinel segment published (the relay publishes in order, so everything before them is too).
+    Sentinels name an identity, so they follow every touch before them through the identity resolver
+    as well as past it: the resolver publishes in its one order, after what ingest logged directly."""
     customers = sentinels(name)
     now = datetime.now(UTC)
     ingest = await Clients.connect(stack.ports["ingest"], 2)
@@ -201,8 +209,11 @@ async def delivered(stack: Stack, dsn: str, name: str, timeout: float) -> None:
     try:
         await ingest.send_all(
             [
-                request("POST", "/v1/events", orjson.dumps([touch(f"{c}-s", c, "bench.sentinel", now)]))
+                request(
+                    "POST", "/v1/events", orjson.dumps([touch(f"{c}-s", c, "bench.sentinel", now) | named])
+                )
                 for c in customers
+                for named in [{"identities": {"anonymous_id": f"{c}-sentinel"}}]
             ]
         )
     finally:
@@ -274,6 +285,9 @@ async def account(
         for record in [decode_customer_log(raw.value)]
     ]
     touches_logged = Counter(r.event_id for r in log_records if isinstance(r, TouchEvent))
+    # Resolved touches are published in Kafka transactions: each once, whatever the resolver went through.
+    resolved = Counter(r.event_id for r in log_records if isinstance(r, TouchEvent) and r.identities)
+    resolver_doubled = [event for event, times in resolved.items() if times > 1]
     allowed = [
         decode_allowed(r.value) for r in await read_topic(settings, CUSTOMER_ALLOWED) if not injected(r.value)
     ]
@@ -326,7 +340,11 @@ async def account(
         acknowledged=len(offered.acknowledged),
         stored=len(stored_pairs),
         lost=len(ingest_lost) + len(timeline_lost) + transitions_missing + len(unpublished),
-        doubled=len(overcounted) + len(allowed_doubled) + transitions_doubled + len(spurious),
+        doubled=len(overcounted)
+        + len(allowed_doubled)
+        + transitions_doubled
+        + len(spurious)
+        + len(resolver_doubled),
         violations=len(forbidden) + len(members_forbidden),
         valid_parked=len(valid_parked),
         recovery_seconds=recovery_seconds,
@@ -336,6 +354,8 @@ async def account(
             "timeline_forbidden": sorted(forbidden)[:5],
             "profiles_overcounted": overcounted[:5],
             "allowed_doubled": allowed_doubled[:5],
+            "resolver_doubled": resolver_doubled[:5],
+            "resolved": len(resolved),
             "transitions_doubled": transitions_doubled,
             "transitions_missing": transitions_missing,
             "changes_unpublished": sorted(unpublished)[:5],

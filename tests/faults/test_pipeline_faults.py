@@ -22,7 +22,7 @@ import pytest
 
 from shared.kafka import ensure_topics
 from shared.settings import TouchlineSettings
-from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, TOUCH_INBOUND
+from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, IDENTITY_INBOUND, TOUCH_INBOUND
 from tests.bench.common import bench_database
 from tests.bench.pipeline import KEY, SCOPES, setup
 from tests.bench.stack import Stack, start_stack
@@ -143,6 +143,15 @@ def logged(value: bytes) -> bytes:
     return value[:-1] + stamp
 
 
+def identified(value: bytes) -> bytes:
+    """A client touch as identity.inbound holds it, as if a producer had skipped ingest."""
+    stamp = (
+        b',"identities":{"email":"rogue@poison.example"},"schema_version":1,"kind":"identified",'
+        b'"received_at":"2026-11-30T10:00:01Z","source":"rogue"}'
+    )
+    return value[:-1] + stamp
+
+
 def allowed(value: bytes) -> bytes:
     return (
         b'{"schema_version":1,"kind":"allowed","purposes":["profiling","marketing"],"event":'
@@ -162,6 +171,7 @@ def poison_records() -> dict[str, list[bytes]]:
     return {
         TOUCH_INBOUND.name: kinds,
         CUSTOMER_LOG.name: [logged(value) if value is not garbage else value for value in kinds],
+        IDENTITY_INBOUND.name: [identified(value) if value is not garbage else value for value in kinds],
         CUSTOMER_ALLOWED.name: [allowed(value) if value is not garbage else value for value in kinds],
     }
 
@@ -191,6 +201,7 @@ SCENARIOS = [
     Scenario("SIGKILL consent-filter x2", kill_twice("consent-filter")),
     Scenario("SIGKILL timeline-projector x2", kill_twice("timeline-projector")),
     Scenario("SIGKILL segments-evaluator x2", kill_twice("segments-evaluator")),
+    Scenario("SIGKILL identity-resolver x2", kill_twice("identity-resolver")),
     Scenario("SIGKILL ingest-worker x2", kill_twice("ingest-worker"), full_only=True),
     Scenario("poison records on every topic", nothing, poison=True),
     Scenario("PostgreSQL restart", restart_postgres, full_only=True),
@@ -236,6 +247,7 @@ async def test_nothing_is_lost_doubled_or_leaked(scenario: Scenario, logs: Path)
         0,
     ), accounting.details
     assert accounting.stored > 0
+    assert accounting.details["resolved"] > 0, "the identity resolver carried part of the load"
     if scenario.poison:
         # The ingest worker refuses every kind; later stages park what they cannot read or store.
         assert accounting.details["parked"] >= len(poison_records()[TOUCH_INBOUND.name])
