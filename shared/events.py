@@ -240,7 +240,23 @@ class ConsentChange(WireModel):
     erasure: bool = Field(default=False, description="Part of a right-to-be-forgotten request.")
 
 
-CustomerLogRecord = Annotated[TouchEvent | ConsentChange, Field(discriminator="kind")]
+class ProfileMerged(WireModel):
+    """Identity resolution absorbed `customer_id` into `survivor`: the absorbed profile's last record on
+    the customer log, after all its touches. The consent filter carries its explicit denials over to the
+    survivor from here, so a merge never widens what the person allowed."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["merged"] = "merged"
+    change_id: Identifier = Field(description="The identity change's id: `<event_id>:<n>`.")
+    customer_id: Identifier = Field(description="The absorbed profile.")
+    survivor: Identifier
+    identifier_kind: str
+    identifier_value: str
+    caused_by: Identifier
+    at: Timestamp
+
+
+CustomerLogRecord = Annotated[TouchEvent | ConsentChange | ProfileMerged, Field(discriminator="kind")]
 
 
 class AllowedTouch(WireModel):

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
 from services.consent.domain import RecordedChange, consent_change, current_consent, erasure_changes
@@ -112,6 +112,7 @@ async def _publish(
     responses=ERRORS | UNAVAILABLE,
 )
 async def change_consent(
+    request: Request,
     customer_id: CustomerIdPath,
     purpose: Purpose,
     update: ConsentUpdate,
@@ -120,14 +121,18 @@ async def change_consent(
     publisher: Publisher,
 ) -> Any:
     """Grant or deny one purpose. 202 once the change is durable in the customer log, in order with the
-    customer's touches: every touch logged after it is judged by it."""
+    customer's touches: every touch logged after it is judged by it. For the id of a profile an identity
+    merge absorbed, the change is the person's: it is recorded for the profile that absorbed it."""
+    customer_id = await _person(request, customer_id)
     change = consent_change(customer_id, purpose, update.status, datetime.now(UTC), principal.source)
     return await _publish(publisher, settings, [change]) or _view(change)
 
 
 @router.get("/consent", response_model=CustomerConsent, response_model_exclude_none=True, responses=ERRORS)
 async def read_consent(customer_id: CustomerIdPath, _: Reader, settings: Settings, store: Store) -> Any:
-    """Every purpose's current status, and whether it is the default or an explicit change (when, by whom)."""
+    """Every purpose's current status, and whether it is the default or an explicit change (when, by whom).
+    An absorbed profile's id answers with the consent of the profile that absorbed it."""
+    customer_id = await store.survivor(customer_id)
     current = current_consent(await store.latest_per_purpose(customer_id), settings.default_consent())
     purposes = {
         purpose: PurposeView(
@@ -146,6 +151,12 @@ async def read_consent(customer_id: CustomerIdPath, _: Reader, settings: Setting
         for purpose, consent in current.items()
     }
     return CustomerConsent(customer_id=customer_id, purposes=purposes)
+
+
+async def _person(request: Request, customer_id: str) -> str:
+    """Read once the request is valid: a malformed one is answered without the database."""
+    store: ConsentStore = request.app.state.store
+    return await store.survivor(customer_id)
 
 
 def _offset_before(cursor: str) -> int:
@@ -171,7 +182,7 @@ async def consent_history(
         before = _offset_before(cursor) if cursor else None
     except ValueError as error:
         return invalid_parameter("cursor", str(error))
-    changes = await store.history(customer_id, limit + 1, before)
+    changes = await store.history(await store.survivor(customer_id), limit + 1, before)
     next_cursor = encode_cursor(changes[limit - 1].log_offset) if len(changes) > limit else None
     return HistoryPage(changes=[_view(change) for change in changes[:limit]], next_cursor=next_cursor)
 
@@ -183,10 +194,11 @@ async def consent_history(
     responses=ERRORS | UNAVAILABLE,
 )
 async def erase_customer(
-    customer_id: CustomerIdPath, principal: Writer, settings: Settings, publisher: Publisher
+    request: Request, customer_id: CustomerIdPath, principal: Writer, settings: Settings, publisher: Publisher
 ) -> Any:
-    """The right to be forgotten: every purpose is denied and every projection deletes the customer.
-    The audit trail keeps that, and when, the erasure happened."""
+    """The right to be forgotten: every purpose is denied and every projection deletes the customer, the
+    profiles an identity merge joined to them included. The audit trail keeps that, and when."""
+    customer_id = await _person(request, customer_id)
     requested_at = datetime.now(UTC)
     erasure_id, changes = erasure_changes(customer_id, requested_at, principal.source)
     return await _publish(publisher, settings, changes) or ErasureAccepted(

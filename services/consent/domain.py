@@ -22,6 +22,7 @@ from shared.events import (
     ConsentStatus,
     CustomerLogRecord,
     EraseMarker,
+    ProfileMerged,
     Purpose,
     TouchEvent,
 )
@@ -32,6 +33,7 @@ from shared.serialization import decode_customer_log
 # judged by a collapsed entry.
 CHANGES_KEPT_PER_PURPOSE = 32
 BEFORE_EVERYTHING = -1
+MERGE_SOURCE = "identity-merge"
 
 ConsentState = Mapping[str, Sequence[tuple[int, str]]]
 Defaults = Mapping[Purpose, ConsentStatus]
@@ -70,6 +72,8 @@ def _purposes_json(purposes: frozenset[Purpose]) -> bytes:
 
 
 AllowedOutput = AllowedTouch | ForwardedTouch | EraseMarker
+# What a record sends back to the customer log, for another customer: a merge's carried-over denials.
+Output = AllowedOutput | ConsentChange
 LogItem = CustomerLogRecord | LoggedTouch
 # Version 2 adds only `identities`, which the filter forwards untouched.
 _TOUCH_VERSIONS = (1, 2)
@@ -101,7 +105,7 @@ def read_logged(value: bytes) -> LogItem:
 @dataclass(frozen=True)
 class Decision:
     state: ConsentState
-    outputs: list[AllowedOutput]
+    outputs: Sequence[Output]
 
 
 def load_state(raw: Any) -> ConsentState:
@@ -170,10 +174,39 @@ def _apply_change(change: ConsentChange, offset: int, state: ConsentState) -> De
     return Decision(new_state, [marker])
 
 
+def explicit_denials(state: ConsentState, offset: int) -> list[Purpose]:
+    """The purposes whose last change the customer made before `offset` was a denial."""
+    denied = []
+    for purpose in Purpose:
+        before = [status for change_offset, status in state.get(purpose.value, ()) if change_offset < offset]
+        if before and before[-1] == ConsentStatus.DENIED.value:
+            denied.append(purpose)
+    return denied
+
+
+def _carry_over(merge: ProfileMerged, offset: int, state: ConsentState) -> Decision:
+    """A denial the absorbed profile stated holds for the person: it becomes the survivor's, logged in the
+    survivor's order. What the absorbed side left to the defaults does not override the survivor."""
+    denials = [
+        ConsentChange(
+            change_id=f"{merge.change_id}:{purpose.value}",
+            customer_id=merge.survivor,
+            purpose=purpose,
+            status=ConsentStatus.DENIED,
+            changed_at=merge.at,
+            source=MERGE_SOURCE,
+        )
+        for purpose in explicit_denials(state, offset)
+    ]
+    return Decision(state, denials)
+
+
 def filter_record(record: LogItem, offset: int, state: ConsentState, defaults: Defaults) -> Decision:
-    """One customer-log record at `offset`: the customer's new state and what goes to the allowed stream."""
+    """One customer-log record at `offset`: the customer's new state and what it sends on."""
     if isinstance(record, (TouchEvent, LoggedTouch)):  # a tuple: a union would be built per record
         return _judge_touch(record, offset, state, defaults)
+    if isinstance(record, ProfileMerged):
+        return _carry_over(record, offset, state)
     return _apply_change(record, offset, state)
 
 
@@ -189,11 +222,11 @@ def filter_batch(
     records: Sequence[tuple[int, LogItem]],
     states: MutableMapping[str, ConsentState],
     defaults: Defaults,
-) -> list[list[AllowedOutput]]:
+) -> list[Sequence[Output]]:
     """One partition's records (offset, record) in log order: each record's outputs; `states` updated."""
     # Most customers never stated anything: their touches are judged by the defaults alone.
     by_default = allowed_purposes({}, 0, defaults)
-    outputs: list[list[AllowedOutput]] = []
+    outputs: list[Sequence[Output]] = []
     for offset, record in records:
         state = states.get(record.customer_id)
         if not state and isinstance(record, LoggedTouch):

@@ -13,6 +13,10 @@ CHANGES = Counter(
     "Consent changes applied, by purpose and status.",
     ["purpose", "status"],
 )
+CARRIED_OVER = Counter(
+    "touchline_consent_merge_denials_total",
+    "Denials an absorbed profile stated, carried over to the profile that absorbed it.",
+)
 ERASE_MARKERS = Counter(
     "touchline_consent_erase_markers_total", "Erase markers sent to the allowed stream.", ["purpose"]
 )

@@ -35,16 +35,17 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from services.consent.domain import (
-    AllowedOutput,
     ConsentState,
     Defaults,
     ForwardedTouch,
     LogItem,
+    Output,
     filter_batch,
     read_logged,
 )
 from services.consent.metrics import (
     BATCH_SIZE,
+    CARRIED_OVER,
     CHANGES,
     DECISIONS,
     DROPPED,
@@ -55,7 +56,7 @@ from services.consent.metrics import (
 from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
 from shared.db import create_pool
-from shared.events import AllowedTouch, ConsentChange, Purpose
+from shared.events import AllowedTouch, ConsentChange, ProfileMerged, Purpose
 from shared.failures import while_unavailable
 from shared.kafka import origin_of, parked_headers, poll_batch
 from shared.serialization import encode
@@ -91,8 +92,9 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
     ) -> None:
         self.consumer, self.store, self.transactions = consumer, store, transactions
         self.defaults: Defaults = settings.default_consent()
-        self.allowed_topic, self.dead_letter_topic = (
+        self.allowed_topic, self.log_topic, self.dead_letter_topic = (
             settings.topic(CUSTOMER_ALLOWED),
+            settings.topic(CUSTOMER_LOG),
             settings.topic(TOUCH_DLQ),
         )
         self.states: dict[int, dict[str, ConsentState]] = {}  # per input partition: customer -> state
@@ -175,11 +177,21 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
         # Decided on a copy: should the transaction not commit, the kept states stay as Kafka has them.
         states = dict(self.states.get(batch.source.partition, {}))
         decided = filter_batch(batch.records, states, self.defaults)
-        allowed = [_record(output) for outputs in decided for output in outputs]
+        allowed = [
+            _record(output)
+            for outputs in decided
+            for output in outputs
+            if not isinstance(output, ConsentChange)
+        ]
+        carried = [
+            _record(output) for outputs in decided for output in outputs if isinstance(output, ConsentChange)
+        ]
         try:
             await self.transactions.commit(
                 batch.source,
-                {self.allowed_topic: allowed},
+                {self.allowed_topic: allowed, self.log_topic: carried}
+                if carried
+                else {self.allowed_topic: allowed},
                 batch.parked,
                 batch.next_offset,
             )
@@ -198,7 +210,7 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
         FILTER_LAG.observe(max(0.0, time.time() - batch.appended_at))
 
 
-def _record(output: AllowedOutput) -> tuple[bytes, bytes]:
+def _record(output: Output) -> tuple[bytes, bytes]:
     if isinstance(output, ForwardedTouch):
         return output.customer_id.encode(), output.wire()
     if isinstance(output, AllowedTouch):
@@ -206,15 +218,20 @@ def _record(output: AllowedOutput) -> tuple[bytes, bytes]:
     return output.customer_id.encode(), encode(output)
 
 
-def _count(records: Sequence[tuple[int, LogItem]], decided: Sequence[list[AllowedOutput]]) -> None:
+def _count(records: Sequence[tuple[int, LogItem]], decided: Sequence[Sequence[Output]]) -> None:
     """Metrics of a batch, counted per purpose set rather than per record and purpose."""
     allowed_sets: Counter[frozenset[Purpose]] = Counter()
     for (_, record), outputs in zip(records, decided, strict=True):
         if isinstance(record, ConsentChange):
             CHANGES.labels(record.purpose.value, record.status.value).inc()
             ERASE_MARKERS.labels(record.purpose.value).inc(len(outputs))
+        elif isinstance(record, ProfileMerged):
+            CARRIED_OVER.inc(len(outputs))
         else:
-            allowed_sets[outputs[0].purposes if outputs else frozenset()] += 1
+            forwarded = outputs[0] if outputs else None
+            allowed_sets[
+                forwarded.purposes if isinstance(forwarded, AllowedTouch | ForwardedTouch) else frozenset()
+            ] += 1
     DROPPED.inc(allowed_sets[frozenset()])
     for purpose in Purpose:
         allowed = sum(count for purposes, count in allowed_sets.items() if purpose in purposes)

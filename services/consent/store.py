@@ -11,7 +11,7 @@ import asyncpg
 from services.consent.domain import CHANGES_KEPT_PER_PURPOSE, ConsentState, RecordedChange, state_of
 from shared.db import answers
 from shared.events import ConsentChange, ConsentStatus, Purpose
-from shared.profiles import latest_consent
+from shared.profiles import latest_consent, profile_ids
 
 
 def _recorded(row: asyncpg.Record) -> RecordedChange:
@@ -46,6 +46,10 @@ SELECT customer_id, purpose, status, log_offset FROM (
 class ConsentStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    async def survivor(self, customer_id: str) -> str:
+        """Consent is the person's: an id an identity merge absorbed speaks for the profile absorbing it."""
+        return (await profile_ids(self._pool, customer_id)).survivor
 
     async def record(self, changes: Sequence[tuple[ConsentChange, int, int]]) -> None:
         """Audit rows for (change, log partition, log offset), in one statement."""

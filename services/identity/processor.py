@@ -28,7 +28,8 @@ from services.identity.metrics import BATCH_SIZE, BLOCKED, CHANGES, RESOLVED, RE
 from services.identity.settings import IdentitySettings
 from services.identity.store import Decided, IdentityStore, change_id
 from shared.db import create_pool
-from shared.events import IdentifiedTouch, IdentityChange, TouchEvent
+from shared.events import IdentifiedTouch, IdentityChange, ProfileMerged, TouchEvent
+from shared.events import IdentityChangeKind as ChangeKind
 from shared.failures import while_unavailable
 from shared.identities import NORMALIZED
 from shared.kafka import origin_of, parked_headers, poll_batch
@@ -153,11 +154,25 @@ def outputs_of(
             **fields, customer_id=decision.profile, schema_version=2, kind="touch"
         )
         logged.append((decision.profile.encode(), encode(event)))
-        changes += [
-            (change.profile.encode(), encode(_wire(change, n, decision)))
-            for n, change in enumerate(decision.changes)
-        ]
+        for n, change in enumerate(decision.changes):
+            wire = _wire(change, n, decision)
+            changes.append((change.profile.encode(), encode(wire)))
+            if change.kind == ChangeKind.MERGED and change.other:
+                # Keyed by the absorbed profile: its last record, after every touch of its own.
+                logged.append((change.other.encode(), encode(_merged(wire, change.other))))
     return {topics["log"]: logged, topics["changes"]: changes}
+
+
+def _merged(change: IdentityChange, absorbed: str) -> ProfileMerged:
+    return ProfileMerged(
+        change_id=change.change_id,
+        customer_id=absorbed,
+        survivor=change.profile_id,
+        identifier_kind=change.identifier_kind,
+        identifier_value=change.identifier_value,
+        caused_by=change.caused_by,
+        at=change.at,
+    )
 
 
 def _wire(change: Change, position: int, decision: Decided) -> IdentityChange:

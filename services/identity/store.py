@@ -14,6 +14,7 @@ from services.identity.domain import Change, Graph, Identifier
 from shared.db import answers
 from shared.events import IdentityChangeKind as ChangeKind
 from shared.identities import CUSTOMER_ID
+from shared.profiles import profile_ids
 
 
 class Decided(NamedTuple):
@@ -64,12 +65,10 @@ ON CONFLICT (log_offset) DO NOTHING
 """
 
 
-_SURVIVOR = "SELECT survivor FROM identity_redirects WHERE absorbed = $1"
 _HOLDER = "SELECT profile_id FROM identity_links WHERE kind = $1 AND value = $2"
 _PROFILE_LINKS = """
 SELECT kind, value, linked_at, caused_by FROM identity_links WHERE profile_id = $1 ORDER BY kind, value
 """
-_ABSORBED = "SELECT absorbed FROM identity_redirects WHERE survivor = $1 ORDER BY absorbed"
 _HISTORY = """
 SELECT change, profile_id, other_profile_id, kind, value, reason, caused_by, at, log_offset
 FROM identity_changes
@@ -166,7 +165,7 @@ class IdentityStore:
 
     async def survivor(self, profile: str) -> str:
         """The profile that holds `profile`'s identifiers now: itself, unless a merge absorbed it."""
-        return await self._pool.fetchval(_SURVIVOR, profile) or profile
+        return (await profile_ids(self._pool, profile)).survivor
 
     async def holder(self, kind: str, value: str) -> str | None:
         if kind == CUSTOMER_ID:
@@ -176,10 +175,9 @@ class IdentityStore:
 
     async def identities(self, profile: str, history_limit: int) -> ProfileIdentities | None:
         """A profile's identifiers, the profiles it absorbed, and its newest links, merges and conflicts."""
-        survivor = await self.survivor(profile)
+        survivor, absorbed = await profile_ids(self._pool, profile)
         async with self._pool.acquire() as connection:
             links = await connection.fetch(_PROFILE_LINKS, survivor)
-            absorbed = [row["absorbed"] for row in await connection.fetch(_ABSORBED, survivor)]
             history = await connection.fetch(_HISTORY, [survivor, *absorbed], history_limit)
         if not links and not history:
             return None

@@ -27,6 +27,7 @@ from shared.http import (
     invalid_parameter,
 )
 from shared.profiles import PostgresProfileReads, ProfileReads
+from shared.purposes import PROJECTION_PURPOSES
 
 Reader = Annotated[Principal, Depends(require_scope("timeline:read"))]
 Settings = Annotated[TimelineSettings, Depends(from_state("settings"))]
@@ -89,6 +90,19 @@ def _event(row: TimelineRow) -> TimelineEvent:
     )
 
 
+async def _person(customer_id: str, reads: ProfileReads, settings: TimelineSettings) -> tuple[str, ...]:
+    """The profile ids whose touches are this person's timeline: the surviving profile's, and those of
+    the profiles merged into it unless the survivor now denies what the timeline needs. Their rows were
+    allowed by their own consent; joined, they may not be shown past the survivor's."""
+    ids = await reads.profile_ids(customer_id)
+    if not ids.absorbed:
+        return (ids.survivor,)
+    consent = settings.default_consent() | await reads.explicit_consent(ids.survivor)
+    if any(consent[purpose] is not ConsentStatus.GRANTED for purpose in PROJECTION_PURPOSES["timeline"]):
+        return (ids.survivor,)
+    return (ids.survivor, *ids.absorbed)
+
+
 def _unknown(customer_id: str) -> Any:
     message = f"no timeline for customer {customer_id!r}: no event of theirs is stored, or consent forbids it"
     return error_response(404, "unknown_customer", message)
@@ -99,6 +113,8 @@ async def read_timeline(
     customer_id: CustomerIdPath,
     _: Reader,
     store: Store,
+    reads: Reads,
+    settings: Settings,
     limit: Annotated[int, Query(ge=1, le=500, description="Events per page.")] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     types: Annotated[
@@ -109,7 +125,8 @@ async def read_timeline(
     until: Annotated[Timestamp | None, Query(description="occurred_at before (RFC 3339).")] = None,
 ) -> Any:
     """A customer's touches, newest first by `occurred_at`; filters combine with AND. The cursor is a
-    position, not a page number: paging never skips or repeats an event while new ones arrive."""
+    position, not a page number: paging never skips or repeats an event while new ones arrive.
+    Identity merges join timelines: the id of any profile merged into another reads the whole person."""
     started = time.perf_counter()
     try:
         after = Cursor.decode(cursor) if cursor else None
@@ -121,7 +138,8 @@ async def read_timeline(
             wanted[name] = frozenset(adapter.validate_python(sorted(split_values(values))))
         except ValidationError as error:
             return invalid_parameter(name, error.errors()[0]["msg"])
-    query = PageQuery(customer_id, limit + 1, after, wanted["types"], wanted["channels"], since, until)
+    person = await _person(customer_id, reads, settings)
+    query = PageQuery(person, limit + 1, after, wanted["types"], wanted["channels"], since, until)
     rows = await store.page(query)
     if rows is None:
         return _unknown(customer_id)
@@ -142,9 +160,11 @@ async def read_profile(
     """The 360-degree summary: first and last seen, totals by channel and type, purchases; consent for a
     key holding `consent:read`, and the segments the customer is in now for one holding `segments:read`."""
     started = time.perf_counter()
-    summary = await store.profile(customer_id)
+    person = await _person(customer_id, reads, settings)
+    summary = await store.profile(person)
     if summary is None:
         return _unknown(customer_id)
+    customer_id = person[0]
     # Least privilege: what the consent and segments services hold is theirs to grant, scope by scope.
     consent = None
     if "consent:read" in reader.scopes:

@@ -130,7 +130,7 @@ _CURSOR = TypeAdapter(tuple[Timestamp, Identifier])
 
 @dataclass(frozen=True)
 class PageQuery:
-    customer_id: str
+    customer_ids: tuple[str, ...]  # one person's profile ids: the survivor first, then those it absorbed
     limit: int
     after: Cursor | None
     types: frozenset[str]

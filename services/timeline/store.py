@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from services.timeline.domain import BatchPlan, PageQuery, ProfileSummary, TimelineRow
+from shared.profiles import ABSORBED_BY
 
 _GENERATION = re.compile(r"timeline_g[0-9]+")
 _STAGING_COLUMNS = (
@@ -59,7 +60,7 @@ SELECT count(*) FROM inserted
 _PAGE = """
 SELECT event_id, customer_id, type, channel, occurred_at, properties::text AS properties, received_at, source
 FROM {g}.events
-WHERE customer_id = $1
+WHERE customer_id = ANY($1::text[])
   AND ($2::timestamptz IS NULL OR (occurred_at, event_id) < ($2, $3::text))
   AND (cardinality($4::text[]) = 0 OR type = ANY($4))
   AND (cardinality($5::text[]) = 0 OR channel = ANY($5))
@@ -67,6 +68,13 @@ WHERE customer_id = $1
   AND ($7::timestamptz IS NULL OR occurred_at < $7)
 ORDER BY occurred_at DESC, event_id DESC
 LIMIT $8
+"""
+
+
+_PROFILE = """
+SELECT min(first_seen) AS first_seen, max(last_seen) AS last_seen, sum(event_count)::bigint AS event_count,
+       sum(purchase_count)::bigint AS purchase_count, sum(purchase_amount) AS purchase_amount
+FROM {g}.profiles WHERE customer_id = ANY($1::text[])
 """
 
 
@@ -95,7 +103,9 @@ class TimelineStore:
                 generation = await connection.fetchval("SELECT generation FROM timeline_active FOR SHARE")
             g = _checked(generation)
             if plan.erase:
+                # A person's profile ids go together: the ones a merge joined to an erased one go too.
                 erased = list(plan.erase)
+                erased += [row[0] for row in await connection.fetch(ABSORBED_BY, erased)]
                 for table in ("events", "profiles", "profile_counts"):
                     await connection.execute(f"DELETE FROM {g}.{table} WHERE customer_id = ANY($1)", erased)
             if not plan.rows:
@@ -128,7 +138,8 @@ class TimelineStore:
             if rows or query.after is not None:
                 return rows
             known = await connection.fetchval(
-                f"SELECT true FROM {generation}.profiles WHERE customer_id = $1", query.customer_id
+                f"SELECT true FROM {generation}.profiles WHERE customer_id = ANY($1::text[]) LIMIT 1",
+                list(query.customer_ids),
             )
             return rows if known else None
 
@@ -141,7 +152,7 @@ class TimelineStore:
         after = query.after
         rows = await connection.fetch(
             _PAGE.format(g=generation),
-            query.customer_id,
+            list(query.customer_ids),
             after.occurred_at if after else None,
             after.event_id if after else None,
             sorted(query.types),
@@ -164,14 +175,18 @@ class TimelineStore:
             for row in rows
         ]
 
-    async def profile(self, customer_id: str) -> ProfileSummary | None:
+    async def profile(self, customer_ids: tuple[str, ...]) -> ProfileSummary | None:
+        """One person's summary over their profile ids (a merge joins them; each keeps its rows)."""
         g = await self.active_generation()
+        ids = list(customer_ids)
         async with self._pool.acquire() as connection:
-            row = await connection.fetchrow(f"SELECT * FROM {g}.profiles WHERE customer_id = $1", customer_id)
-            if row is None:
+            row = await connection.fetchrow(_PROFILE.format(g=g), ids)
+            if row is None or row["event_count"] is None:
                 return None
             counts = await connection.fetch(
-                f"SELECT dimension, value, count FROM {g}.profile_counts WHERE customer_id = $1", customer_id
+                f"SELECT dimension, value, sum(count)::bigint AS count FROM {g}.profile_counts"
+                " WHERE customer_id = ANY($1::text[]) GROUP BY dimension, value",
+                ids,
             )
         by: dict[str, dict[str, int]] = {"channel": {}, "type": {}}
         for count in counts:

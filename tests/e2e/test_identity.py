@@ -15,6 +15,8 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from segment.analytics import Client as SegmentClient
 
+from services.consent.api import create_app as consent_app
+from services.consent.settings import ConsentSettings
 from services.identity.api import create_app as identity_app
 from services.identity.settings import IdentitySettings
 from services.ingest.api import create_app as ingest_app
@@ -27,6 +29,7 @@ from tests.bench.ingest import free_port
 from tests.helpers import ServiceProcess, eventually
 
 WRITER = {"Authorization": "Bearer test-writer"}
+DPO = {"Authorization": "Bearer test-dpo"}
 CRM = {"Authorization": "Bearer test-reader"}
 START = datetime(2026, 11, 1, 9, tzinfo=UTC)
 
@@ -57,6 +60,16 @@ class Clients:
     async def timeline_ids(self, profile: str) -> list[str]:
         response = await self.timeline.get(f"/v1/customers/{profile}/timeline", headers=CRM)
         return [e["event_id"] for e in response.json()["events"]] if response.status_code == 200 else []
+
+
+@pytest.fixture
+async def consent() -> AsyncIterator[httpx.AsyncClient]:
+    app = consent_app(ConsentSettings())
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client,
+    ):
+        yield client
 
 
 @pytest.fixture
@@ -137,11 +150,12 @@ async def test_a_visitor_who_logs_in_and_their_email_and_card_reach_one_profile(
         ("customer_id", customer),
     ):
         assert await clients.eventually_held_by(kind, value, customer)
-    assert await eventually(lambda: clients.timeline_ids(customer), lambda ids: len(ids) == 3) == [
-        f"{unique}-card",
-        f"{unique}-open",
-        f"{unique}-login",
-    ]
+    # The merges join the timelines: every touch of the person, newest first, by any of their ids.
+    person = [f"{unique}-{name}" for name in ("card", "buy", "open", "login", "visit")]
+    assert await eventually(lambda: clients.timeline_ids(customer), lambda ids: ids == person) == person
+    assert await clients.timeline_ids(visitor) == person
+    profile = (await clients.timeline.get(f"/v1/customers/{visitor}/profile", headers=CRM)).json()
+    assert (profile["customer_id"], profile["event_count"], profile["purchase_count"]) == (customer, 5, 1)
 
     why = (await clients.identity.get(f"/v1/customers/{visitor}/identities", headers=CRM)).json()
     assert why["profile_id"] == customer, "an absorbed profile's id answers for its survivor"
@@ -223,8 +237,10 @@ async def test_segments_own_python_library_lands_calls_in_the_timeline(
         response = await clients.timeline.get(f"/v1/customers/{user}/timeline", headers=CRM)
         return response.json()["events"] if response.status_code == 200 else []
 
-    events = await eventually(landed, lambda found: len(found) == 3)
+    # The page view came before the identify call named the visitor: the merge joins it to the user.
+    events = await eventually(landed, lambda found: len(found) == 4)
     by_id = {event["event_id"]: event for event in events}
+    assert by_id[f"{unique}-p"]["type"] == "page.viewed"
     assert by_id[f"{unique}-t"]["type"] == "purchase"
     assert by_id[f"{unique}-t"]["properties"]["amount"] == 42.5
     assert by_id[f"{unique}-t"]["properties"]["segment"]["context"]["library"]["name"] == "analytics-python"
@@ -232,3 +248,29 @@ async def test_segments_own_python_library_lands_calls_in_the_timeline(
     assert by_id[f"{unique}-i"]["type"] == "identify"
     assert await clients.holder("email", f"seg.{unique}@example.com") == user
     assert await clients.holder("anonymous_id", anonymous) == user
+
+
+async def test_a_denial_stated_before_a_merge_holds_for_the_person_after_it(
+    clients: Clients, consent: httpx.AsyncClient, unique: str
+) -> None:
+    anonymous, customer = f"anon-{unique}", f"c-{unique}"
+    await clients.touch(f"{unique}-visit", 0, "web", "page.viewed", identities={"anonymous_id": anonymous})
+    await clients.touch(f"{unique}-before", 1, "web", "page.viewed", customer_id=customer)
+    assert await eventually(lambda: clients.timeline_ids(customer), bool) == [f"{unique}-before"]
+    visitor = await eventually(lambda: clients.holder("anonymous_id", anonymous), bool)
+    denied = await consent.put(
+        f"/v1/customers/{visitor}/consent/profiling", json={"status": "denied"}, headers=DPO
+    )
+    assert denied.status_code == 202, denied.text
+    await clients.touch(
+        f"{unique}-login", 5, "web", "login", customer_id=customer, identities={"anonymous_id": anonymous}
+    )
+
+    async def profiling() -> str | None:
+        response = await consent.get(f"/v1/customers/{customer}/consent", headers=DPO)
+        return response.json()["purposes"]["profiling"]["status"] if response.status_code == 200 else None
+
+    assert await eventually(profiling, lambda status: status == "denied") == "denied"
+    assert await eventually(lambda: clients.timeline_ids(customer), lambda ids: ids == []) == []
+    history = (await consent.get(f"/v1/customers/{customer}/consent/history", headers=DPO)).json()
+    assert any(change["source"] == "identity-merge" for change in history["changes"])

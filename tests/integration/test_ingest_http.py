@@ -74,7 +74,7 @@ INVALID_BATCHES = [
     ("bad field", [touch("x", "{c}", type="Not-Dotted")], "application/json", 422),
     ("naive timestamp", [touch("x", "{c}", occurred_at="2026-11-20T10:00:00")], "application/json", 422),
     ("future timestamp", [touch("x", "{c}", occurred_at="{future}")], "application/json", 422),
-    ("oversized properties", [touch("x", "{c}", properties={"b": "x" * 17_000})], "application/json", 422),
+    ("oversized properties", [touch("x", "{c}", properties={"b": "x" * 33_000})], "application/json", 422),
     ("one bad among good", [touch("x", "{c}"), touch("y", "{c}", channel="")], "application/json", 422),
     ("empty batch", [], "application/json", 422),
     ("oversized batch", [touch(f"x{n}", "{c}") for n in range(501)], "application/json", 413),

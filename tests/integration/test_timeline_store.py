@@ -57,7 +57,7 @@ async def all_pages(store: TimelineStore, customer: str, limit: int, **filters: 
     seen: list[str] = []
     after = None
     while True:
-        query = PageQuery(customer, limit, after, frozenset(), frozenset(), None, None)
+        query = PageQuery((customer,), limit, after, frozenset(), frozenset(), None, None)
         query = PageQuery(**{**query.__dict__, **filters})
         rows = await store.page(query) or []
         seen += [row.event_id for row in rows]
@@ -77,7 +77,7 @@ async def test_replays_store_and_count_each_event_once(store: TimelineStore, uni
     assert await store.apply_batch(plan(batch)) == 4
     assert await store.apply_batch(plan(batch)) == 0
     assert await store.apply_batch(plan(batch[1:3])) == 0
-    profile = await store.profile(customer)
+    profile = await store.profile((customer,))
     assert profile is not None
     assert (profile.event_count, profile.purchase_count, profile.purchase_amount) == (4, 3, Decimal("100.0"))
     assert (profile.first_seen, profile.last_seen) == (
@@ -96,7 +96,7 @@ async def test_an_erase_marker_deletes_timeline_and_profile_in_the_batch_it_arri
     marker = EraseMarker(customer_id=customer, purposes=PROFILING, change_id="x", at=START)
     await store.apply_batch(plan([marker, touch(f"{unique}-3", customer, 2)]))
     assert await all_pages(store, customer, 10) == [f"{unique}-3"]
-    profile = await store.profile(customer)
+    profile = await store.profile((customer,))
     assert profile is not None
     assert profile.event_count == 1
     assert await all_pages(store, other, 10) == [f"{unique}-2"]
@@ -141,7 +141,7 @@ async def test_paging_never_skips_or_repeats_while_events_keep_arriving(
     initial = {f"{unique}-old-{m}" for m in range(30)}
     seen, after, arrivals = [], None, 0
     while True:
-        rows = await store.page(PageQuery(customer, 4, after, frozenset(), frozenset(), None, None)) or []
+        rows = await store.page(PageQuery((customer,), 4, after, frozenset(), frozenset(), None, None)) or []
         seen += [row.event_id for row in rows]
         if len(rows) < 4:
             break
@@ -186,8 +186,8 @@ async def test_a_rebuilt_generation_replaces_the_active_one_atomically(
 
 
 async def test_a_customer_with_nothing_held_is_unknown_not_empty(store: TimelineStore, unique: str) -> None:
-    query = PageQuery(f"nobody-{unique}", 4, None, frozenset(), frozenset(), None, None)
+    query = PageQuery((f"nobody-{unique}",), 4, None, frozenset(), frozenset(), None, None)
     assert await store.page(query) is None
     await store.apply_batch(plan([touch(f"{unique}-1", f"nobody-{unique}", 1)]))
-    filtered = PageQuery(f"nobody-{unique}", 4, None, frozenset({"no.such.type"}), frozenset(), None, None)
+    filtered = PageQuery((f"nobody-{unique}",), 4, None, frozenset({"no.such.type"}), frozenset(), None, None)
     assert await store.page(filtered) == []  # known, but nothing matches the filter

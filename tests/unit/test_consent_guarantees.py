@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.consent.domain import (
-    AllowedOutput,
     ConsentState,
     Defaults,
     ForwardedTouch,
     LogItem,
+    Output,
     filter_batch,
     filter_record,
     read_logged,
@@ -24,12 +24,13 @@ from shared.events import (
     ConsentStatus,
     CustomerLogRecord,
     EraseMarker,
+    ProfileMerged,
     Purpose,
     TouchEvent,
 )
 from shared.purposes import PROJECTION_PURPOSES
 from shared.serialization import decode_allowed, encode
-from tests.consent_model import ProjectionModel, expected_holdings
+from tests.consent_model import ProjectionModel, expected_holdings, expected_purposes
 
 AT = datetime(2026, 11, 22, tzinfo=UTC)
 CUSTOMERS = ("ann", "ben", "cat")
@@ -97,11 +98,13 @@ def run_filter(
     return outputs
 
 
-def as_allowed(outputs: Iterable[AllowedOutput]) -> list[AllowedTouch | EraseMarker]:
-    """Outputs as projections read them off the allowed stream."""
+def as_allowed(outputs: Iterable[Output]) -> list[AllowedTouch | EraseMarker]:
+    """Outputs as projections read them off the allowed stream (a merge's carried-over denials go back
+    to the customer log instead)."""
     return [
         cast(AllowedTouch, decode_allowed(output.wire())) if isinstance(output, ForwardedTouch) else output
         for output in outputs
+        if not isinstance(output, ConsentChange)
     ]
 
 
@@ -215,3 +218,79 @@ def test_a_state_read_back_from_the_audit_trail_equals_the_state_kept_in_memory(
     ]
     for customer, state in states.items():
         assert reloaded(audit, customer) == {purpose: list(entries) for purpose, entries in state.items()}
+
+
+def merge(number: int, absorbed: str, survivor: str) -> ProfileMerged:
+    return ProfileMerged(
+        change_id=f"m{number}:0",
+        customer_id=absorbed,
+        survivor=survivor,
+        identifier_kind="email",
+        identifier_value="a@b.io",
+        caused_by=f"e{number}",
+        at=AT,
+    )
+
+
+@st.composite
+def merging_logs(draw: st.DrawFn) -> list[CustomerLogRecord]:
+    """A log in which `ann` is absorbed into `ben` at some point: ann says nothing after it."""
+    before, after = draw(customer_logs()), draw(customer_logs())
+    return [*before, merge(len(before), "ann", "ben"), *(r for r in after if r.customer_id != "ann")]
+
+
+def with_carried_denials(log: list[CustomerLogRecord], defaults: Defaults) -> list[CustomerLogRecord]:
+    """The log as the filter leaves it: what a merge carries over lands right after the merge record."""
+    states: dict[str, ConsentState] = {}
+    result: list[CustomerLogRecord] = []
+    pending = list(log)
+    while pending:
+        record = pending.pop(0)
+        offset = len(result)
+        result.append(record)
+        decision = filter_record(record, offset, states.get(record.customer_id, {}), defaults)
+        states[record.customer_id] = decision.state
+        pending[:0] = [output for output in decision.outputs if isinstance(output, ConsentChange)]
+    return result
+
+
+@settings(max_examples=400)
+@given(log=merging_logs(), defaults=defaults_strategy)
+def test_a_denial_stated_on_either_side_of_a_merge_holds_after_it(
+    log: list[CustomerLogRecord], defaults: Defaults
+) -> None:
+    merged_at = next(n for n, r in enumerate(log) if isinstance(r, ProfileMerged))
+    last_said: dict[Purpose, ConsentStatus] = {}
+    for record in log[:merged_at]:
+        if isinstance(record, ConsentChange) and record.customer_id == "ann":
+            last_said[record.purpose] = record.status
+    denied_by_ann = {p for p, status in last_said.items() if status is ConsentStatus.DENIED}
+    filtered = with_carried_denials(log, defaults)
+    carried = [r for r in filtered if isinstance(r, ConsentChange) and r.source == "identity-merge"]
+    assert {(c.customer_id, c.purpose, c.status) for c in carried} == {
+        ("ben", p, ConsentStatus.DENIED) for p in denied_by_ann
+    }
+    # Until ben states otherwise, nothing of ben's is used for a purpose either of them denied.
+    ben_said: dict[Purpose, ConsentStatus] = {}
+    for record in log[:merged_at]:
+        if isinstance(record, ConsentChange) and record.customer_id == "ben":
+            ben_said[record.purpose] = record.status
+    allowed = expected_purposes(filtered, defaults)
+    for record in log[merged_at + 1 :]:
+        if isinstance(record, ConsentChange) and record.customer_id == "ben":
+            ben_said[record.purpose] = record.status
+            denied_by_ann.discard(record.purpose)
+        elif isinstance(record, TouchEvent) and record.customer_id == "ben":
+            for purpose in denied_by_ann | {p for p, s in ben_said.items() if s is ConsentStatus.DENIED}:
+                assert purpose not in allowed[record.event_id]
+
+
+@settings(max_examples=200)
+@given(log=merging_logs(), defaults=defaults_strategy)
+def test_g1_g2_hold_across_merges(log: list[CustomerLogRecord], defaults: Defaults) -> None:
+    filtered = with_carried_denials(log, defaults)
+    outputs = run_filter(filtered, defaults, {})
+    for projection in PROJECTION_PURPOSES:
+        assert ProjectionModel(projection).apply_all(outputs).holdings() == expected_holdings(
+            filtered, projection, defaults
+        )
