@@ -309,6 +309,21 @@ class SegmentMembershipChange(WireModel):
     reason: MembershipReason
 
 
+class ErasureRequested(WireModel):
+    """A customer asked to be forgotten: on `identity.inbound`, in order with the touches, so the resolver
+    forgets their identifiers and erases the profiles a merge joined to them."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["erasure"] = "erasure"
+    erasure_id: Identifier
+    customer_id: Identifier
+    requested_at: Timestamp
+    source: Identifier
+
+
+IdentityInboundRecord = Annotated[IdentifiedTouch | ErasureRequested, Field(discriminator="kind")]
+
+
 class IdentityChangeKind(StrEnum):
     LINKED = "linked"
     MERGED = "merged"

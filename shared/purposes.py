@@ -2,8 +2,9 @@
 
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
+from datetime import datetime
 
-from shared.events import ConsentStatus, Purpose
+from shared.events import ConsentChange, ConsentStatus, Purpose
 
 PROJECTION_PURPOSES: Mapping[str, frozenset[Purpose]] = {
     "timeline": frozenset({Purpose.PROFILING}),
@@ -27,3 +28,20 @@ def may_project(projection: str, allowed: AbstractSet[str]) -> bool:
 def must_erase(projection: str, revoked: AbstractSet[str]) -> bool:
     """A projection deletes a customer when any purpose it needs was withdrawn."""
     return any(purpose in revoked for purpose in PROJECTION_PURPOSES[projection])
+
+
+def erasure_of(customer_id: str, erasure_id: str, at: datetime, source: str) -> list[ConsentChange]:
+    """The right to be forgotten as the customer log carries it: every purpose denied, each change
+    marked as an erasure, their ids derived from the erasure's."""
+    return [
+        ConsentChange(
+            change_id=f"{erasure_id}:{purpose.value}",
+            customer_id=customer_id,
+            purpose=purpose,
+            status=ConsentStatus.DENIED,
+            changed_at=at,
+            source=source,
+            erasure=True,
+        )
+        for purpose in Purpose
+    ]

@@ -8,7 +8,7 @@ worker that lost a partition (frozen past its session, then woken) can no longer
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -63,7 +63,11 @@ class PartitionTransactions:
             await self._drop(tp)
 
     async def commit(
-        self, source: TopicPartition, outputs: dict[str, Records], parked: Sequence[Parked], next_offset: int
+        self,
+        source: TopicPartition,
+        outputs: Mapping[str, Records],
+        parked: Sequence[Parked],
+        next_offset: int,
     ) -> None:
         """`outputs` (topic -> key/value records), `parked` records and the group's offset of `source`,
         all or nothing.
@@ -120,7 +124,7 @@ class PartitionTransactions:
                 log.warning("producer did not stop in time; abandoned", extra={"partition": str(tp)})
 
 
-async def _send(producer: AIOKafkaProducer, outputs: dict[str, Records], parked: Sequence[Parked]) -> None:
+async def _send(producer: AIOKafkaProducer, outputs: Mapping[str, Records], parked: Sequence[Parked]) -> None:
     pending = [await producer.send(p.topic, p.value, key=p.key, headers=p.headers) for p in parked]
     pending += [
         future

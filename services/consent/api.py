@@ -1,5 +1,6 @@
 """HTTP edge of consent: record changes and erasures into the customer log, read status and audit trail."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -11,7 +12,7 @@ from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
 from shared.auth import Principal, require_scope
 from shared.cursors import decode_cursor, encode_cursor
-from shared.events import ConsentChange, ConsentStatus, Purpose
+from shared.events import ConsentChange, ConsentStatus, ErasureRequested, Purpose
 from shared.http import (
     CustomerIdPath,
     ErrorBody,
@@ -22,7 +23,7 @@ from shared.http import (
 )
 from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
 from shared.serialization import encode
-from shared.topics import CUSTOMER_LOG
+from shared.topics import CUSTOMER_LOG, IDENTITY_INBOUND
 
 Writer = Annotated[Principal, Depends(require_scope("consent:write"))]
 Reader = Annotated[Principal, Depends(require_scope("consent:read"))]
@@ -93,11 +94,14 @@ async def _publish(
     publisher: RecordPublisher, settings: ConsentSettings, changes: list[ConsentChange]
 ) -> Any:
     """Appends `changes` to the customer log; None once durable, else the 503 response to return."""
+    return await _publish_to(publisher, settings.topic(CUSTOMER_LOG), changes)
+
+
+async def _publish_to(
+    publisher: RecordPublisher, topic: str, records: Sequence[ConsentChange | ErasureRequested]
+) -> Any:
     try:
-        await publisher.publish(
-            settings.topic(CUSTOMER_LOG),
-            [(change.customer_id.encode(), encode(change)) for change in changes],
-        )
+        await publisher.publish(topic, [(record.customer_id.encode(), encode(record)) for record in records])
     except BrokerUnavailable as unavailable:
         return error_response(
             503, "broker_unavailable", f"{unavailable}; retry", headers={"Retry-After": "5"}
@@ -201,7 +205,13 @@ async def erase_customer(
     customer_id = await _person(request, customer_id)
     requested_at = datetime.now(UTC)
     erasure_id, changes = erasure_changes(customer_id, requested_at, principal.source)
-    return await _publish(publisher, settings, changes) or ErasureAccepted(
+    request_record = ErasureRequested(
+        erasure_id=erasure_id, customer_id=customer_id, requested_at=requested_at, source=principal.source
+    )
+    refused = await _publish(publisher, settings, changes) or await _publish_to(
+        publisher, settings.topic(IDENTITY_INBOUND), [request_record]
+    )
+    return refused or ErasureAccepted(
         erasure_id=erasure_id,
         customer_id=customer_id,
         purposes=[change.purpose for change in changes],

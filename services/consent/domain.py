@@ -26,6 +26,7 @@ from shared.events import (
     Purpose,
     TouchEvent,
 )
+from shared.purposes import erasure_of
 from shared.serialization import decode_customer_log
 
 # Older changes collapse into one entry at BEFORE_EVERYTHING. A replay reaches back one commit interval
@@ -285,16 +286,4 @@ def consent_change(
 def erasure_changes(customer_id: str, at: datetime, source: str) -> tuple[str, list[ConsentChange]]:
     """The right to be forgotten: every purpose denied, in one go, each change marked as an erasure."""
     erasure_id = f"erasure-{uuid.uuid4()}"
-    changes = [
-        ConsentChange(
-            change_id=f"{erasure_id}:{purpose.value}",
-            customer_id=customer_id,
-            purpose=purpose,
-            status=ConsentStatus.DENIED,
-            changed_at=at,
-            source=source,
-            erasure=True,
-        )
-        for purpose in Purpose
-    ]
-    return erasure_id, changes
+    return erasure_id, erasure_of(customer_id, erasure_id, at, source)

@@ -23,3 +23,6 @@ BATCH_SIZE = Histogram(
     "Records resolved in one transaction.",
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
 )
+ERASED = Counter(
+    "touchline_identity_profiles_erased_total", "Profiles forgotten by an erasure, merged ones included."
+)

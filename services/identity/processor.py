@@ -21,18 +21,26 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from prometheus_client import start_http_server
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from services.identity.domain import Change, Graph, IdentityRules, apply, decide, identifiers_of
-from services.identity.metrics import BATCH_SIZE, BLOCKED, CHANGES, RESOLVED, RESOLVER_LAG, UNREADABLE
+from services.identity.metrics import BATCH_SIZE, BLOCKED, CHANGES, ERASED, RESOLVED, RESOLVER_LAG, UNREADABLE
 from services.identity.settings import IdentitySettings
 from services.identity.store import Decided, IdentityStore, change_id
 from shared.db import create_pool
-from shared.events import IdentifiedTouch, IdentityChange, ProfileMerged, TouchEvent
+from shared.events import (
+    ErasureRequested,
+    IdentifiedTouch,
+    IdentityChange,
+    IdentityInboundRecord,
+    ProfileMerged,
+    TouchEvent,
+)
 from shared.events import IdentityChangeKind as ChangeKind
 from shared.failures import while_unavailable
 from shared.identities import NORMALIZED
 from shared.kafka import origin_of, parked_headers, poll_batch
+from shared.purposes import erasure_of
 from shared.serialization import encode
 from shared.streams import create_batch_consumer, group_id
 from shared.topics import CUSTOMER_LOG, IDENTITY_CHANGES, IDENTITY_INBOUND, TOUCH_DLQ
@@ -71,9 +79,17 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._resolve(tp, records)
 
     async def _resolve(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        touches, parked = self._decoded(records)
-        decided = await self._decided(records[0].offset, touches)
-        outputs = outputs_of(decided, touches, self.topics)
+        items, parked = self._decoded(records)
+        outputs: dict[str, list[tuple[bytes, bytes]]] = {self.topics["log"]: [], self.topics["changes"]: []}
+        decided: list[Decided] = []
+        for run in _runs(items):
+            if isinstance(run, tuple):
+                outputs[self.topics["log"]] += await self._erase(*run)
+                continue
+            resolved = await self._decided(min(run), run)
+            decided += resolved
+            for topic, produced in outputs_of(resolved, run, self.topics).items():
+                outputs[topic] += produced
         try:
             await self.transactions.commit(tp, outputs, parked, records[-1].offset + 1)
         except PartitionFenced:
@@ -86,23 +102,36 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
         BATCH_SIZE.observe(len(records))
         RESOLVER_LAG.observe(max(0.0, time.time() - records[0].timestamp / 1000))
 
+    async def _erase(self, offset: int, request: ErasureRequested) -> list[tuple[bytes, bytes]]:
+        """Forgets the person's identifiers; the profiles a merge joined to them are erased as they were,
+        through the customer log, so every projection deletes them as it deletes any erased customer."""
+        absorbed = await while_unavailable(
+            lambda: self.store.erase(offset, request.customer_id), "identity graph"
+        )
+        ERASED.inc(1 + len(absorbed))
+        return [
+            (profile.encode(), encode(change))
+            for profile in absorbed
+            for change in erasure_of(
+                profile, f"{request.erasure_id}:{profile}", request.requested_at, request.source
+            )
+        ]
+
     def _decoded(
         self, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[dict[int, IdentifiedTouch], list[Parked]]:
-        touches: dict[int, IdentifiedTouch] = {}
+    ) -> tuple[dict[int, IdentifiedTouch | ErasureRequested], list[Parked]]:
+        items: dict[int, IdentifiedTouch | ErasureRequested] = {}
         parked = []
         for record in records:
             try:
                 # ingest normalized the identities; normalizing them again cost more than resolving
-                touches[record.offset] = IdentifiedTouch.model_validate_json(
-                    record.value or b"", context=NORMALIZED
-                )
+                items[record.offset] = _inbound.validate_json(record.value or b"", context=NORMALIZED)
             except ValidationError as error:
                 # Only Touchline writes identity.inbound: park what it cannot read, never skip it silently.
                 UNREADABLE.inc()
                 headers = parked_headers(str(error), STAGE, origin_of(record))
                 parked.append(Parked(self.topics["dlq"], record.key, record.value, headers))
-        return touches, parked
+        return items, parked
 
     async def _decided(self, first_offset: int, touches: dict[int, IdentifiedTouch]) -> list[Decided]:
         """Each touch's resolution: read back when an earlier pass wrote it, else decided and written."""
@@ -129,6 +158,25 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
         if new:
             await while_unavailable(lambda: self.store.write(new), "identity graph")
         return decided
+
+
+_inbound = TypeAdapter[IdentifiedTouch | ErasureRequested](IdentityInboundRecord)
+Run = dict[int, IdentifiedTouch] | tuple[int, ErasureRequested]
+
+
+def _runs(items: dict[int, IdentifiedTouch | ErasureRequested]) -> list[Run]:
+    """The batch in order, as runs of touches decided together and the erasures between them."""
+    runs: list[Run] = []
+    touches: dict[int, IdentifiedTouch] = {}
+    for offset, item in items.items():
+        if isinstance(item, IdentifiedTouch):
+            touches[offset] = item
+            continue
+        if touches:
+            runs.append(touches)
+            touches = {}
+        runs.append((offset, item))
+    return [*runs, touches] if touches else runs
 
 
 def _decide(

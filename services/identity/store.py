@@ -14,7 +14,7 @@ from services.identity.domain import Change, Graph, Identifier
 from shared.db import answers
 from shared.events import IdentityChangeKind as ChangeKind
 from shared.identities import CUSTOMER_ID
-from shared.profiles import profile_ids
+from shared.profiles import ABSORBED_BY, profile_ids
 
 
 class Decided(NamedTuple):
@@ -76,6 +76,16 @@ WHERE (profile_id = ANY($1::text[]) OR other_profile_id = ANY($1::text[])) AND c
    OR (profile_id = ANY($1::text[]) AND change = 'linked')
 ORDER BY log_offset DESC, change_id DESC LIMIT $2
 """
+
+
+_ERASED_BEFORE = "SELECT absorbed FROM identity_erasures WHERE log_offset = $1"
+_FORGET = (
+    "DELETE FROM identity_links WHERE profile_id = ANY($1::text[])",
+    "DELETE FROM identity_changes WHERE profile_id = ANY($1::text[]) OR other_profile_id = ANY($1::text[])",
+    "DELETE FROM identity_resolutions WHERE profile_id = ANY($1::text[])",
+    "DELETE FROM identity_redirects WHERE survivor = ANY($1::text[]) OR absorbed = ANY($1::text[])",
+)
+_ERASED = "INSERT INTO identity_erasures (log_offset, absorbed) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 
 
 class ProfileIdentities(NamedTuple):
@@ -182,6 +192,18 @@ class IdentityStore:
         if not links and not history:
             return None
         return ProfileIdentities(survivor, links, absorbed, history)
+
+    async def erase(self, offset: int, profile: str) -> list[str]:
+        """Forgets the profile and those merged into it; returns those, as first erased at `offset`."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            done = await connection.fetchval(_ERASED_BEFORE, offset)
+            if done is not None:
+                return list(done)
+            absorbed = [row[0] for row in await connection.fetch(ABSORBED_BY, [profile])]
+            for statement in _FORGET:
+                await connection.execute(statement, [profile, *absorbed])
+            await connection.execute(_ERASED, offset, absorbed)
+            return absorbed
 
     async def ready(self) -> bool:
         return await answers(self._pool)

@@ -28,6 +28,7 @@ STAYS = {"public.consent_history"}
 
 @pytest.fixture
 async def apis(
+    identity_resolver: ServiceProcess,
     consent_filter: ServiceProcess,
     timeline_projector: ServiceProcess,
     segment_evaluator: ServiceProcess,
@@ -87,6 +88,21 @@ async def test_an_erased_customer_is_found_only_in_the_consent_audit_trail(
         "properties": {"amount": 12},
     }
     assert (await apis["ingest"].post("/v1/events", json=[touch], headers=WRITER)).status_code == 202
+    # Known by address and cookie too, and a visit from before the login that a merge joined to her.
+    email, cookie = f"zoe.{unique}@example.com", f"zoe-cookie-{unique}"
+    visit = touch | {"event_id": f"{unique}-0", "identities": {"anonymous_id": cookie}, "type": "page.viewed"}
+    login = touch | {"event_id": f"{unique}-2", "identities": {"anonymous_id": cookie, "email": email}}
+    visit.pop("customer_id")
+    for named in (visit, login):
+        assert (await apis["ingest"].post("/v1/events", json=[named], headers=WRITER)).status_code == 202
+
+    async def timeline() -> list[str]:
+        response = await apis["timeline"].get(f"/v1/customers/{customer}/timeline", headers=READER)
+        return (
+            [event["event_id"] for event in response.json()["events"]] if response.status_code == 200 else []
+        )
+
+    await eventually(timeline, lambda ids: len(ids) == 3)
 
     async def members() -> list[str]:
         response = await apis["segments"].get(f"/v1/segments/{segment}/members", headers=READER)
@@ -99,6 +115,9 @@ async def test_an_erased_customer_is_found_only_in_the_consent_audit_trail(
     assert erased.status_code == 202, erased.text
     # Done once the exit is published: until then the outbox holds the change that says so.
     await eventually(lambda: tables_holding(database, customer), lambda found: found == STAYS, timeout=60)
+    for identifier in (email, cookie):
+        assert await tables_holding(database, identifier) == set(), identifier
+    assert await eventually(timeline, lambda ids: ids == []) == []
     assert await members() == []
     profile = await apis["timeline"].get(f"/v1/customers/{customer}/profile", headers=READER)
     assert profile.status_code == 404
