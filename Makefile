@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 BIN := $(VENV)/bin
 LOCAL := deploy/local
 
-.PHONY: run stop status cluster cluster-stop test lint unit integration faults fuzz bench venv infra fmt clean
+.PHONY: run stop status cluster cluster-stop test lint unit integration faults fuzz bench venv infra fmt clean node-check
 
 # The virtualenv is rebuilt only when pyproject.toml changes, so a second run downloads nothing.
 $(INSTALLED): pyproject.toml
@@ -17,6 +17,16 @@ $(INSTALLED): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(INSTALLED)
+
+# Segment's Node library, for the tracking API's end-to-end test; from the lock file, so a second run
+# installs nothing.
+NODE_CHECK := tests/segment_node
+$(NODE_CHECK)/node_modules/.package-lock.json: $(NODE_CHECK)/package-lock.json
+	@command -v npm >/dev/null || { echo "[touchline] error: npm not found; the tests need Node.js 18+" >&2; exit 1; }
+	@echo "[touchline] installing $(NODE_CHECK)'s Node packages"
+	@cd $(NODE_CHECK) && npm ci --no-audit --no-fund --loglevel=error
+
+node-check: $(NODE_CHECK)/node_modules/.package-lock.json
 
 infra: venv
 	@bash $(LOCAL)/kafka.sh start && bash $(LOCAL)/postgres.sh start
@@ -56,7 +66,7 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit -q
 
-test: lint
+test: lint node-check
 	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/unit tests/integration tests/e2e tests/faults tests/fuzz -q \
 		-p no:cacheprovider
 

@@ -147,6 +147,7 @@ WORKER_ENV = {
     "TOUCHLINE_CONSENT_WORKER_METRICS_PORT": "0",
     "TOUCHLINE_TIMELINE_WORKER_METRICS_PORT": "0",
     "TOUCHLINE_SEGMENTS_WORKER_METRICS_PORT": "0",
+    "TOUCHLINE_IDENTITY_WORKER_METRICS_PORT": "0",
     # The broker's smallest session timeout: a killed worker's partitions move on quickly.
     "TOUCHLINE_STREAM_SESSION_TIMEOUT_SECONDS": "6",
 }

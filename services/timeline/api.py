@@ -58,6 +58,12 @@ class ProfileSegment(BaseModel):
     since: datetime
 
 
+class TraitView(BaseModel):
+    value: JsonValue
+    at: datetime = Field(description="occurred_at of the identify touch that said it last.")
+    source: str = Field(description="The channel system that said it.")
+
+
 class Profile(BaseModel):
     customer_id: str
     first_seen: datetime
@@ -67,6 +73,9 @@ class Profile(BaseModel):
     events_by_type: dict[str, int]
     purchase_count: int
     purchase_amount: Decimal
+    traits: dict[str, TraitView] = Field(
+        description="Each trait's latest value from the person's identify touches (Segment identify calls)."
+    )
     consent: dict[Purpose, ConsentStatus] | None = Field(
         default=None, description="Present only for a key that also holds `consent:read`."
     )
@@ -185,6 +194,9 @@ async def read_profile(
         events_by_type=summary.by_type,
         purchase_count=summary.purchase_count,
         purchase_amount=summary.purchase_amount,
+        traits={
+            name: TraitView(value=t.value, at=t.at, source=t.source) for name, t in summary.traits.items()
+        },
         consent=consent,
         segments=memberships,
     )

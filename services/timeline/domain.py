@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import TypeAdapter
@@ -153,3 +153,19 @@ class ProfileSummary:
     purchase_amount: Decimal
     by_channel: dict[str, int]
     by_type: dict[str, int]
+    traits: dict[str, "Trait"]
+
+
+# Touches of this type state who the person is: their properties are traits (Segment's identify calls
+# arrive so, with Segment's own envelope under `segment`, which is no trait).
+IDENTIFY = "identify"
+ENVELOPE = "segment"
+
+
+@dataclass(frozen=True)
+class Trait:
+    """A trait's latest value, when the person's identify touch said it, and which system said it."""
+
+    value: Any
+    at: datetime
+    source: str

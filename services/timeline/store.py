@@ -9,8 +9,17 @@ import re
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import orjson
 
-from services.timeline.domain import BatchPlan, PageQuery, ProfileSummary, TimelineRow
+from services.timeline.domain import (
+    ENVELOPE,
+    IDENTIFY,
+    BatchPlan,
+    PageQuery,
+    ProfileSummary,
+    TimelineRow,
+    Trait,
+)
 from shared.profiles import ABSORBED_BY
 
 _GENERATION = re.compile(r"timeline_g[0-9]+")
@@ -71,6 +80,13 @@ LIMIT $8
 """
 
 
+# Each trait's newest value over the person's identify touches: DISTINCT ON keeps the first row per key.
+_TRAITS = """
+SELECT DISTINCT ON (trait.key) trait.key, trait.value::text AS value, e.occurred_at, e.source
+FROM {g}.events e, jsonb_each(e.properties) AS trait
+WHERE e.customer_id = ANY($1::text[]) AND e.type = $2 AND trait.key <> $3
+ORDER BY trait.key, e.occurred_at DESC, e.event_id DESC
+"""
 _PROFILE = """
 SELECT min(first_seen) AS first_seen, max(last_seen) AS last_seen, sum(event_count)::bigint AS event_count,
        sum(purchase_count)::bigint AS purchase_count, sum(purchase_amount) AS purchase_amount
@@ -188,6 +204,7 @@ class TimelineStore:
                 " WHERE customer_id = ANY($1::text[]) GROUP BY dimension, value",
                 ids,
             )
+            found = await connection.fetch(_TRAITS.format(g=g), ids, IDENTIFY, ENVELOPE)
         by: dict[str, dict[str, int]] = {"channel": {}, "type": {}}
         for count in counts:
             by[count["dimension"]][count["value"]] = count["count"]
@@ -199,6 +216,10 @@ class TimelineStore:
             row["purchase_amount"],
             by["channel"],
             by["type"],
+            {
+                row["key"]: Trait(orjson.loads(row["value"]), row["occurred_at"], row["source"])
+                for row in found
+            },
         )
 
     async def ready(self) -> bool:

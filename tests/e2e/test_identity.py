@@ -26,12 +26,13 @@ from services.timeline.settings import TimelineSettings
 from shared.settings import TouchlineSettings
 from shared.topics import IDENTITY_CHANGES
 from tests.bench.ingest import free_port
-from tests.helpers import ServiceProcess, eventually
+from tests.helpers import ROOT, ServiceProcess, eventually
 
 WRITER = {"Authorization": "Bearer test-writer"}
 DPO = {"Authorization": "Bearer test-dpo"}
 CRM = {"Authorization": "Bearer test-reader"}
 START = datetime(2026, 11, 1, 9, tzinfo=UTC)
+NODE_CHECK = ROOT / "tests/segment_node"  # `make test` installs its packages
 
 
 class Clients:
@@ -248,6 +249,12 @@ async def test_segments_own_python_library_lands_calls_in_the_timeline(
     assert by_id[f"{unique}-i"]["type"] == "identify"
     assert await clients.holder("email", f"seg.{unique}@example.com") == user
     assert await clients.holder("anonymous_id", anonymous) == user
+    profile = (await clients.timeline.get(f"/v1/customers/{user}/profile", headers=CRM)).json()
+    assert {name: trait["value"] for name, trait in profile["traits"].items()} == {
+        "email": f"Seg.{unique}@Example.com",
+        "plan": "gold",
+    }
+    assert profile["traits"]["plan"]["source"] == "test-shop"
 
 
 async def test_a_denial_stated_before_a_merge_holds_for_the_person_after_it(
@@ -274,3 +281,42 @@ async def test_a_denial_stated_before_a_merge_holds_for_the_person_after_it(
     assert await eventually(lambda: clients.timeline_ids(customer), lambda ids: ids == []) == []
     history = (await consent.get(f"/v1/customers/{customer}/consent/history", headers=DPO)).json()
     assert any(change["source"] == "identity-merge" for change in history["changes"])
+
+
+async def test_segments_own_node_library_lands_calls_in_the_timeline(
+    clients: Clients, ingest_http: str, unique: str
+) -> None:
+    """@segment/analytics-node, unchanged but for its host (tests/segment_node/send.mjs)."""
+    user, anonymous = f"node-{unique}", f"node-anon-{unique}"
+    sent = await asyncio.create_subprocess_exec(
+        "node",
+        str(NODE_CHECK / "send.mjs"),
+        ingest_http,
+        "test-writer",
+        user,
+        anonymous,
+        unique,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await sent.communicate()
+    assert sent.returncode == 0, output.decode()
+
+    async def landed() -> list[dict[str, Any]]:
+        response = await clients.timeline.get(f"/v1/customers/{user}/timeline", headers=CRM)
+        return response.json()["events"] if response.status_code == 200 else []
+
+    events = await eventually(landed, lambda found: len(found) == 4)
+    by_id = {event["event_id"]: event for event in events}
+    assert [by_id[f"{unique}-{n}"]["type"] for n in "pitv"] == [
+        "page.viewed",
+        "identify",
+        "purchase",
+        "product.viewed",
+    ]
+    assert by_id[f"{unique}-t"]["properties"]["amount"] == 19.5
+    assert (
+        by_id[f"{unique}-t"]["properties"]["segment"]["context"]["library"]["name"]
+        == "@segment/analytics-node"
+    )
+    assert await clients.holder("email", f"node.{unique}@example.com") == user

@@ -191,3 +191,29 @@ async def test_a_customer_with_nothing_held_is_unknown_not_empty(store: Timeline
     await store.apply_batch(plan([touch(f"{unique}-1", f"nobody-{unique}", 1)]))
     filtered = PageQuery((f"nobody-{unique}",), 4, None, frozenset({"no.such.type"}), frozenset(), None, None)
     assert await store.page(filtered) == []  # known, but nothing matches the filter
+
+
+async def test_traits_are_the_newest_value_of_each_over_the_persons_identify_touches(
+    store: TimelineStore, unique: str
+) -> None:
+    person, absorbed = f"tia-{unique}", f"profile:{unique}"
+    newer: dict[str, JsonValue] = {"plan": "gold", "segment": {"call": "identify"}}
+    await store.apply_batch(
+        plan(
+            [
+                touch(f"{unique}-1", person, 10, "identify", properties=newer),
+                touch(f"{unique}-2", person, 5, "identify", properties={"plan": "silver", "city": "Oslo"}),
+                touch(f"{unique}-3", absorbed, 1, "identify", properties={"vip": True}),
+                touch(f"{unique}-4", person, 20, "purchase", properties={"plan": "not a trait"}),
+            ]
+        )
+    )
+    profile = await store.profile((person, absorbed))
+    assert profile is not None
+    assert {name: trait.value for name, trait in profile.traits.items()} == {
+        "plan": "gold",
+        "city": "Oslo",
+        "vip": True,
+    }
+    assert profile.traits["plan"].at == START + timedelta(minutes=10)
+    assert profile.event_count == 4
