@@ -1,6 +1,6 @@
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
-from shared.metrics import latency_histogram
+from shared.metrics import latency_histogram, size_histogram
 
 RESOLVED = Counter("touchline_identity_touches_resolved_total", "Touches resolved to a profile.")
 CHANGES = Counter(
@@ -18,11 +18,7 @@ RESOLVER_LAG = latency_histogram(
     "touchline_identity_resolver_lag_seconds",
     "From a record's append to identity.inbound until its resolution was committed.",
 )
-BATCH_SIZE = Histogram(
-    "touchline_identity_batch_records",
-    "Records resolved in one transaction.",
-    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
-)
+BATCH_SIZE = size_histogram("touchline_identity_batch_records", "Records resolved in one transaction.")
 ERASED = Counter(
     "touchline_identity_profiles_erased_total", "Profiles forgotten by an erasure, merged ones included."
 )
