@@ -19,6 +19,14 @@ PHONE = "phone"
 # Kinds every deployment has; an operator adds its own (TOUCHLINE_IDENTITY_KINDS, e.g. loyalty_card).
 BUILT_IN_KINDS = (ANONYMOUS_ID, EMAIL, PHONE)
 CUSTOMER_ID = "customer_id"  # not a kind of `identities`: a touch names it in its own field
+# A profile no customer id names is called this and a digest. Only such a profile is ever absorbed by a
+# merge (a known customer's never is), so only such an id can stand for another profile.
+ANONYMOUS_PROFILE = "profile:"
+
+
+def may_be_absorbed(profile_id: str) -> bool:
+    return profile_id.startswith(ANONYMOUS_PROFILE)
+
 
 MAX_VALUE_LENGTH = 256
 MAX_IDENTITIES = 16

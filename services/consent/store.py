@@ -11,6 +11,7 @@ import asyncpg
 from services.consent.domain import CHANGES_KEPT_PER_PURPOSE, ConsentState, RecordedChange, state_of
 from shared.db import answers
 from shared.events import ConsentChange, ConsentStatus, Purpose
+from shared.identities import may_be_absorbed
 from shared.profiles import latest_consent, profile_ids
 
 
@@ -48,7 +49,10 @@ class ConsentStore:
         self._pool = pool
 
     async def survivor(self, customer_id: str) -> str:
-        """Consent is the person's: an id an identity merge absorbed speaks for the profile absorbing it."""
+        """Consent is the person's: an id an identity merge absorbed speaks for the profile absorbing it.
+        A known customer's id never is absorbed, so it costs no query (consent changes are frequent)."""
+        if not may_be_absorbed(customer_id):
+            return customer_id
         return (await profile_ids(self._pool, customer_id)).survivor
 
     async def record(self, changes: Sequence[tuple[ConsentChange, int, int]]) -> None:

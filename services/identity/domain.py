@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from shared.events import IdentityChangeKind as ChangeKind
-from shared.identities import ANONYMOUS_ID, CUSTOMER_ID, EMAIL, PHONE
+from shared.identities import ANONYMOUS_ID, ANONYMOUS_PROFILE, CUSTOMER_ID, EMAIL, PHONE
 
 Identifier = tuple[str, str]  # (kind, normalized value); customer ids have the kind "customer_id"
 
@@ -106,7 +106,7 @@ def identifiers_of(
 
 def anonymous_profile(basis: Identifier) -> str:
     digest = hashlib.blake2b(f"{basis[0]}\0{basis[1]}".encode(), digest_size=10).hexdigest()
-    return f"profile:{digest}"
+    return f"{ANONYMOUS_PROFILE}{digest}"
 
 
 def decide(graph: Graph, identifiers: list[Identifier], event_id: str, rules: IdentityRules) -> Resolution:

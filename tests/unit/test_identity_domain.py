@@ -16,7 +16,7 @@ from services.identity.domain import (
     identifiers_of,
 )
 from shared.events import IdentityChangeKind as ChangeKind
-from shared.identities import CUSTOMER_ID
+from shared.identities import CUSTOMER_ID, may_be_absorbed
 
 RULES = default_rules(["loyalty_card"])
 
@@ -139,6 +139,8 @@ def test_merge_protection_holds_whatever_the_order_of_touches(log: list[Touch]) 
     assert not any(RULES.is_blocked(kind, value) for kind, value in graph.owner)
     assert all(graph.owner[i] == profile for profile, held in graph.held.items() for i in held)
     assert set(graph.merged_into.values()).isdisjoint(graph.merged_into), "merges point at survivors"
+    # What lets consent skip the redirect lookup for a known customer's id.
+    assert all(may_be_absorbed(absorbed) for absorbed in graph.merged_into), "a customer is never absorbed"
 
 
 @given(touches)
