@@ -60,6 +60,9 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
     ) -> None:
         self.consumer, self.store, self.transactions = consumer, store, transactions
         self.rules: IdentityRules = settings.rules()
+        # Only the first batch after taking the partition can be one a previous owner wrote to PostgreSQL
+        # and never committed to Kafka: it alone looks resolutions up, not every batch.
+        self.may_replay = True
         self.topics = {
             "log": settings.topic(CUSTOMER_LOG),
             "changes": settings.topic(IDENTITY_CHANGES),
@@ -70,6 +73,7 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.transactions.release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.may_replay = True
         await self.transactions.own(assigned)
 
     async def poll_once(self, batch_max: int, linger: float) -> None:
@@ -80,13 +84,14 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _resolve(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         items, parked = self._decoded(records)
+        written = await self._written(records[0].offset)
         outputs: dict[str, list[tuple[bytes, bytes]]] = {self.topics["log"]: [], self.topics["changes"]: []}
         decided: list[Decided] = []
         for run in _runs(items):
             if isinstance(run, tuple):
                 outputs[self.topics["log"]] += await self._erase(*run)
                 continue
-            resolved = await self._decided(min(run), run)
+            resolved = await self._decided(run, written)
             decided += resolved
             for topic, produced in outputs_of(resolved, run, self.topics).items():
                 outputs[topic] += produced
@@ -98,6 +103,7 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             self.consumer.seek(tp, records[0].offset)
             return
+        self.may_replay = False
         RESOLVED.inc(len(decided))
         BATCH_SIZE.observe(len(records))
         RESOLVER_LAG.observe(max(0.0, time.time() - records[0].timestamp / 1000))
@@ -133,11 +139,15 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
                 parked.append(Parked(self.topics["dlq"], record.key, record.value, headers))
         return items, parked
 
-    async def _decided(self, first_offset: int, touches: dict[int, IdentifiedTouch]) -> list[Decided]:
+    async def _written(self, first_offset: int) -> dict[int, tuple[str, list[Change]]]:
+        if not self.may_replay:
+            return {}
+        return await while_unavailable(lambda: self.store.decided_from(first_offset), "identity resolutions")
+
+    async def _decided(
+        self, touches: dict[int, IdentifiedTouch], written: dict[int, tuple[str, list[Change]]]
+    ) -> list[Decided]:
         """Each touch's resolution: read back when an earlier pass wrote it, else decided and written."""
-        written = await while_unavailable(
-            lambda: self.store.decided_from(first_offset), "identity resolutions"
-        )
         named = {
             offset: identifiers_of(t.customer_id, t.identities, self.rules) for offset, t in touches.items()
         }

@@ -58,9 +58,13 @@ class Clients:
     async def eventually_held_by(self, kind: str, value: str, profile: str) -> bool:
         return await eventually(lambda: self.holder(kind, value), lambda held: held == profile) == profile
 
-    async def timeline_ids(self, profile: str) -> list[str]:
+    async def timeline_events(self, profile: str) -> list[dict[str, Any]]:
         response = await self.timeline.get(f"/v1/customers/{profile}/timeline", headers=CRM)
-        return [e["event_id"] for e in response.json()["events"]] if response.status_code == 200 else []
+        events: list[dict[str, Any]] = response.json()["events"] if response.status_code == 200 else []
+        return events
+
+    async def timeline_ids(self, profile: str) -> list[str]:
+        return [event["event_id"] for event in await self.timeline_events(profile)]
 
 
 @pytest.fixture
@@ -234,12 +238,8 @@ async def test_segments_own_python_library_lands_calls_in_the_timeline(
     user, anonymous = f"seg-{unique}", f"seg-anon-{unique}"
     assert await asyncio.to_thread(segment_calls, ingest_http, unique, user, anonymous) == []
 
-    async def landed() -> list[dict[str, Any]]:
-        response = await clients.timeline.get(f"/v1/customers/{user}/timeline", headers=CRM)
-        return response.json()["events"] if response.status_code == 200 else []
-
     # The page view came before the identify call named the visitor: the merge joins it to the user.
-    events = await eventually(landed, lambda found: len(found) == 4)
+    events = await eventually(lambda: clients.timeline_events(user), lambda found: len(found) == 4)
     by_id = {event["event_id"]: event for event in events}
     assert by_id[f"{unique}-p"]["type"] == "page.viewed"
     assert by_id[f"{unique}-t"]["type"] == "purchase"
@@ -302,11 +302,7 @@ async def test_segments_own_node_library_lands_calls_in_the_timeline(
     output, _ = await sent.communicate()
     assert sent.returncode == 0, output.decode()
 
-    async def landed() -> list[dict[str, Any]]:
-        response = await clients.timeline.get(f"/v1/customers/{user}/timeline", headers=CRM)
-        return response.json()["events"] if response.status_code == 200 else []
-
-    events = await eventually(landed, lambda found: len(found) == 4)
+    events = await eventually(lambda: clients.timeline_events(user), lambda found: len(found) == 4)
     by_id = {event["event_id"]: event for event in events}
     assert [by_id[f"{unique}-{n}"]["type"] for n in "pitv"] == [
         "page.viewed",
