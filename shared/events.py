@@ -256,7 +256,22 @@ class ProfileMerged(WireModel):
     at: Timestamp
 
 
-CustomerLogRecord = Annotated[TouchEvent | ConsentChange | ProfileMerged, Field(discriminator="kind")]
+class ProfileAbsorbed(WireModel):
+    """The survivor's side of a merge: on the customer log keyed by the survivor, so it is judged in the
+    survivor's order. Projections that keep per-profile state (segments) take the absorbed profile's
+    state over from here, once its own side (`ProfileMerged`) has sealed it."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["absorbed"] = "absorbed"
+    change_id: Identifier = Field(description="The identity change's id, as on its `ProfileMerged`.")
+    customer_id: Identifier = Field(description="The surviving profile.")
+    absorbed: Identifier
+    at: Timestamp
+
+
+CustomerLogRecord = Annotated[
+    TouchEvent | ConsentChange | ProfileMerged | ProfileAbsorbed, Field(discriminator="kind")
+]
 
 
 class AllowedTouch(WireModel):
@@ -280,7 +295,24 @@ class EraseMarker(WireModel):
     erasure: bool = False
 
 
-AllowedRecord = Annotated[AllowedTouch | EraseMarker, Field(discriminator="kind")]
+class AbsorbedMarker(WireModel):
+    """A `ProfileAbsorbed` as the allowed stream carries it: with what the survivor's consent allows at
+    that point in its log (possibly nothing), so a projection taking the absorbed state over never uses
+    it for a purpose the survivor denies."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["absorbed"] = "absorbed"
+    change_id: Identifier
+    customer_id: Identifier = Field(description="The surviving profile.")
+    absorbed: Identifier
+    at: Timestamp
+    purposes: frozenset[Purpose]
+
+
+# A ProfileMerged is forwarded as it is: the absorbed profile's last record, sealing its state.
+AllowedRecord = Annotated[
+    AllowedTouch | EraseMarker | ProfileMerged | AbsorbedMarker, Field(discriminator="kind")
+]
 
 
 class MembershipTransition(StrEnum):
@@ -294,6 +326,7 @@ class MembershipReason(StrEnum):
     DEFINITION_CHANGED = "definition_changed"
     SEGMENT_DELETED = "segment_deleted"
     CONSENT_REVOKED = "consent_revoked"
+    IDENTITY_MERGED = "identity_merged"
 
 
 class SegmentMembershipChange(WireModel):

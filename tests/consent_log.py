@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 from aiokafka import ConsumerRecord
 
 from shared.events import (
-    AllowedTouch,
+    AllowedRecord,
     ConsentChange,
     ConsentStatus,
     CustomerLogRecord,
-    EraseMarker,
     Purpose,
     TouchEvent,
 )
@@ -75,7 +74,7 @@ async def read_log(settings: TouchlineSettings, customers: set[str], count: int)
     return [decode_customer_log(record.value) for record in records]
 
 
-AllowedRecords = list[AllowedTouch | EraseMarker]
+AllowedRecords = list[AllowedRecord]
 
 
 async def read_allowed(

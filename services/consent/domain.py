@@ -17,11 +17,13 @@ import orjson
 
 from shared.events import (
     IDENTIFIER,
+    AbsorbedMarker,
     AllowedTouch,
     ConsentChange,
     ConsentStatus,
     CustomerLogRecord,
     EraseMarker,
+    ProfileAbsorbed,
     ProfileMerged,
     Purpose,
     TouchEvent,
@@ -72,7 +74,7 @@ def _purposes_json(purposes: frozenset[Purpose]) -> bytes:
     return orjson.dumps(sorted(purposes))
 
 
-AllowedOutput = AllowedTouch | ForwardedTouch | EraseMarker
+AllowedOutput = AllowedTouch | ForwardedTouch | EraseMarker | ProfileMerged | AbsorbedMarker
 # What a record sends back to the customer log, for another customer: a merge's carried-over denials.
 Output = AllowedOutput | ConsentChange
 LogItem = CustomerLogRecord | LoggedTouch
@@ -187,7 +189,10 @@ def explicit_denials(state: ConsentState, offset: int) -> list[Purpose]:
 
 def _carry_over(merge: ProfileMerged, offset: int, state: ConsentState) -> Decision:
     """A denial the absorbed profile stated holds for the person: it becomes the survivor's, logged in the
-    survivor's order. What the absorbed side left to the defaults does not override the survivor."""
+    survivor's order. What the absorbed side left to the defaults does not override the survivor.
+
+    The merge itself goes on to the allowed stream, the absorbed profile's last record there too: it
+    seals what projections hold of it."""
     denials = [
         ConsentChange(
             change_id=f"{merge.change_id}:{purpose.value}",
@@ -199,7 +204,23 @@ def _carry_over(merge: ProfileMerged, offset: int, state: ConsentState) -> Decis
         )
         for purpose in explicit_denials(state, offset)
     ]
-    return Decision(state, denials)
+    return Decision(state, [*denials, merge])
+
+
+def _judge_absorption(
+    absorption: ProfileAbsorbed, offset: int, state: ConsentState, defaults: Defaults
+) -> Decision:
+    """The survivor's side of a merge, with what the survivor allows here: a projection takes the absorbed
+    profile's state over only for purposes both sides allow (the absorbed side's own consent already
+    shaped that state)."""
+    marker = AbsorbedMarker(
+        change_id=absorption.change_id,
+        customer_id=absorption.customer_id,
+        absorbed=absorption.absorbed,
+        at=absorption.at,
+        purposes=allowed_purposes(state, offset, defaults),
+    )
+    return Decision(state, [marker])
 
 
 def filter_record(record: LogItem, offset: int, state: ConsentState, defaults: Defaults) -> Decision:
@@ -208,6 +229,8 @@ def filter_record(record: LogItem, offset: int, state: ConsentState, defaults: D
         return _judge_touch(record, offset, state, defaults)
     if isinstance(record, ProfileMerged):
         return _carry_over(record, offset, state)
+    if isinstance(record, ProfileAbsorbed):
+        return _judge_absorption(record, offset, state, defaults)
     return _apply_change(record, offset, state)
 
 

@@ -56,7 +56,7 @@ from services.consent.metrics import (
 from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
 from shared.db import create_pool
-from shared.events import AllowedTouch, ConsentChange, ProfileMerged, Purpose
+from shared.events import AllowedTouch, ConsentChange, ProfileAbsorbed, ProfileMerged, Purpose
 from shared.failures import while_unavailable
 from shared.kafka import origin_of, parked_headers, poll_batch
 from shared.serialization import encode
@@ -226,7 +226,9 @@ def _count(records: Sequence[tuple[int, LogItem]], decided: Sequence[Sequence[Ou
             CHANGES.labels(record.purpose.value, record.status.value).inc()
             ERASE_MARKERS.labels(record.purpose.value).inc(len(outputs))
         elif isinstance(record, ProfileMerged):
-            CARRIED_OVER.inc(len(outputs))
+            CARRIED_OVER.inc(sum(isinstance(output, ConsentChange) for output in outputs))
+        elif isinstance(record, ProfileAbsorbed):
+            continue
         else:
             forwarded = outputs[0] if outputs else None
             allowed_sets[

@@ -33,6 +33,7 @@ from shared.events import (
     IdentifiedTouch,
     IdentityChange,
     IdentityInboundRecord,
+    ProfileAbsorbed,
     ProfileMerged,
     TouchEvent,
 )
@@ -216,8 +217,13 @@ def outputs_of(
             wire = _wire(change, n, decision)
             changes.append((change.profile.encode(), encode(wire)))
             if change.kind == ChangeKind.MERGED and change.other:
-                # Keyed by the absorbed profile: its last record, after every touch of its own.
+                # Each side in its own profile's order: the absorbed one's last record, after every touch
+                # of its own, and the survivor's, after the touch that caused it.
                 logged.append((change.other.encode(), encode(_merged(wire, change.other))))
+                absorbed = ProfileAbsorbed(
+                    change_id=wire.change_id, customer_id=wire.profile_id, absorbed=change.other, at=wire.at
+                )
+                logged.append((wire.profile_id.encode(), encode(absorbed)))
     return {topics["log"]: logged, topics["changes"]: changes}
 
 

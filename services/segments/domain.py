@@ -20,13 +20,22 @@ from services.segments.evaluation import (
     fingerprint,
     holds,
 )
-from shared.events import AllowedTouch, EraseMarker, MembershipReason, MembershipTransition, TouchEvent
+from shared.events import (
+    AbsorbedMarker,
+    AllowedRecord,
+    EraseMarker,
+    MembershipReason,
+    MembershipTransition,
+    ProfileMerged,
+    TouchEvent,
+)
 from shared.purposes import may_project, must_erase
-from shared.serialization import allowed_fields
+from shared.serialization import allowed_fields, decode_allowed
 
 PROJECTION = "segments"
 # A tuple, not `str | int | float | bool`: that union is built anew on every evaluation, five times slower.
 SCALARS = (str, int, float, bool)
+IDENTITY_MERGED = MembershipReason.IDENTITY_MERGED
 
 
 @dataclass(frozen=True)
@@ -178,21 +187,64 @@ def on_revocation(state: CustomerState | None, definitions: Definitions, now: in
     if state is None:
         return Outcome(None)
 
-    def leave_all(settled: CustomerState) -> Outcome:
+    return chain(
+        state,
+        lambda current: settle(current, definitions, now),
+        _leave_all(now, MembershipReason.CONSENT_REVOKED),
+    )
+
+
+def _leave_all(now: int, reason: MembershipReason) -> Step:
+    """The customer exits every segment and is forgotten."""
+
+    def step(settled: CustomerState) -> Outcome:
         changes = [
-            Change(
-                segment_id,
-                version,
-                settled.customer_id,
-                MembershipTransition.EXITED,
-                now,
-                MembershipReason.CONSENT_REVOKED,
-            )
+            Change(segment_id, version, settled.customer_id, MembershipTransition.EXITED, now, reason)
             for segment_id, version in sorted(settled.members.items())
         ]
         return Outcome(None, changes)
 
-    return chain(state, lambda current: settle(current, definitions, now), leave_all)
+    return step
+
+
+def on_merge(
+    absorbed: CustomerState | None,
+    survivor: CustomerState | None,
+    merge: "MergeNotice",
+    definitions: Definitions,
+    now: int,
+    horizon: int,
+) -> tuple[Outcome, Outcome]:
+    """An identity merge, once both sides are in: the absorbed profile leaves its segments and is
+    forgotten; its touches join the survivor's digest, which is evaluated over the joined history.
+
+    Only when the survivor's consent lets segments use it (`merge.allowed`): otherwise the absorbed touches
+    go with the absorbed profile, and the survivor stays as it was. Returns (absorbed, survivor) outcomes.
+    """
+
+    if absorbed is None:
+        return Outcome(None), Outcome(survivor)
+    leaving = chain(
+        absorbed, lambda current: settle(current, definitions, now), _leave_all(now, IDENTITY_MERGED)
+    )
+    if not merge.allowed:
+        return leaving, Outcome(survivor)
+    joining = survivor or CustomerState(merge.survivor, Digest(), {}, now, definitions.revision)
+    taken = absorbed.points.points
+
+    def take_over(settled: CustomerState) -> Outcome:
+        settled.points.expire(now - horizon)
+        for point in taken:
+            settled.points.add(point, now - horizon)
+        return Outcome(settled)
+
+    joined = chain(
+        joining,
+        lambda current: settle(current, definitions, now),
+        take_over,
+        reconcile(definitions.live(), now, IDENTITY_MERGED),
+    )
+    return leaving, joined
 
 
 def next_change_at(state: CustomerState, definitions: Definitions) -> int | None:
@@ -232,7 +284,28 @@ class AllowedItem(NamedTuple):
     erasure: bool = False  # an erase marker of the right to be forgotten, not a mere revocation
 
 
-def item_of(record: AllowedTouch | EraseMarker, properties: frozenset[str]) -> AllowedItem:
+class MergeNotice(NamedTuple):
+    """One side of an identity merge on the allowed stream. The absorbed side (`sealed`) is the absorbed
+    profile's last record there; the survivor's side says whether the survivor's consent lets segments
+    take the absorbed touches over. The merge is carried out when the second side arrives."""
+
+    absorbed: str
+    survivor: str
+    sealed: bool
+    allowed: bool
+
+    @property
+    def customer_id(self) -> str:
+        """The profile on whose partition this side arrives."""
+        return self.absorbed if self.sealed else self.survivor
+
+
+def item_of(record: AllowedRecord, properties: frozenset[str]) -> AllowedItem | MergeNotice:
+    if isinstance(record, ProfileMerged):
+        return MergeNotice(record.customer_id, record.survivor, sealed=True, allowed=True)
+    if isinstance(record, AbsorbedMarker):
+        allowed = may_project(PROJECTION, frozenset(record.purposes))
+        return MergeNotice(record.absorbed, record.customer_id, sealed=False, allowed=allowed)
     if isinstance(record, EraseMarker):
         return AllowedItem(record.customer_id, frozenset(record.purposes), None, None, record.erasure)
     event = record.event
@@ -241,7 +314,7 @@ def item_of(record: AllowedTouch | EraseMarker, properties: frozenset[str]) -> A
     )
 
 
-def parse_allowed(value: bytes, properties: frozenset[str]) -> AllowedItem:
+def parse_allowed(value: bytes, properties: frozenset[str]) -> AllowedItem | MergeNotice:
     """An allowed-stream record straight into what the evaluator needs, without building models.
 
     Only the consent filter writes `customer.allowed`, from records validated on entry; validating them
@@ -249,6 +322,8 @@ def parse_allowed(value: bytes, properties: frozenset[str]) -> AllowedItem:
     (`item_of`) for every valid record; an unknown version is refused, and the caller falls back.
     """
     raw = allowed_fields(value)
+    if raw["kind"] in ("merged", "absorbed"):  # rare: read through the models
+        return item_of(decode_allowed(value), properties)
     if raw["kind"] == "erase":
         return AllowedItem(
             raw["customer_id"], frozenset(raw["purposes"]), None, None, raw.get("erasure", False)

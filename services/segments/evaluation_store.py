@@ -17,15 +17,16 @@ import asyncpg
 import orjson
 
 from services.segments.digest import Digest
-from services.segments.domain import Change, CustomerState, Outcome
+from services.segments.domain import Change, CustomerState, MergeNotice, Outcome
 from services.segments.evaluation import MICROS, Point
 from shared.events import MembershipTransition
+from shared.failures import Unavailable
 
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
-# Where a cached digest can stand in for reading the customer's rows (None: read them).
-Known = Callable[[str], Digest | None]
+# Where a cached digest can stand in for reading the customer's rows at their epoch (None: read them).
+Known = Callable[[str, int], Digest | None]
 
-_STATE = "SELECT customer_id, evaluated_at, revision, recent FROM segment_customers "
+_STATE = "SELECT customer_id, evaluated_at, revision, recent, epoch FROM segment_customers "
 _LOCK = _STATE + "WHERE customer_id = ANY($1::text[]) ORDER BY customer_id FOR UPDATE"
 _LOCK_DUE = _STATE + "WHERE next_change_at <= $1 ORDER BY next_change_at LIMIT $2 FOR UPDATE SKIP LOCKED"
 _LOCK_STALE = _STATE + "WHERE revision < $1 LIMIT $2 FOR UPDATE SKIP LOCKED"
@@ -44,12 +45,41 @@ SELECT $1, * FROM unnest($2::int[], $3::bigint[])
 ON CONFLICT (topic, partition) DO UPDATE
 SET next_offset = greatest(segment_offsets.next_offset, excluded.next_offset)
 """
-_UPSERT_CUSTOMERS = """
+_UPDATE_CUSTOMERS = """
+UPDATE segment_customers c SET recent = u.recent, evaluated_at = u.evaluated_at, revision = u.revision,
+    next_change_at = u.next_change_at
+FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[])
+    AS u(customer_id, recent, evaluated_at, revision, next_change_at)
+WHERE c.customer_id = u.customer_id
+"""
+# A customer nobody had a row for when it was locked: should another worker have created one since (a
+# merge into a profile whose partition this is not), the batch is run again over that row.
+_INSERT_CUSTOMERS = """
 INSERT INTO segment_customers (customer_id, recent, evaluated_at, revision, next_change_at)
 SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[])
-ON CONFLICT (customer_id) DO UPDATE SET recent = excluded.recent, evaluated_at = excluded.evaluated_at,
-    revision = excluded.revision, next_change_at = excluded.next_change_at
+ON CONFLICT (customer_id) DO NOTHING
+RETURNING customer_id
 """
+_MERGE_SIDE = """
+INSERT INTO segment_merges (absorbed, survivor, sealed, allowed) VALUES ($1, $2, $3, $4)
+ON CONFLICT (absorbed) DO UPDATE SET sealed = segment_merges.sealed OR excluded.sealed,
+    allowed = coalesce(excluded.allowed, segment_merges.allowed)
+RETURNING sealed, allowed, merged
+"""
+# Where a merge into `$1` lands now: through every merge carried out since, allowed only if each was.
+_HOLDER = """
+WITH RECURSIVE holders (profile, allowed, depth) AS (
+    SELECT $1::text, true, 0
+    UNION ALL
+    SELECT m.survivor, h.allowed AND m.allowed, h.depth + 1
+    FROM segment_merges m JOIN holders h ON m.absorbed = h.profile
+    WHERE m.merged AND h.depth < 64
+)
+SELECT profile, allowed FROM holders ORDER BY depth DESC LIMIT 1
+"""
+_MERGED = "UPDATE segment_merges SET merged = true WHERE absorbed = $1"
+_NEW_EPOCH = "UPDATE segment_customers SET epoch = epoch + 1 WHERE customer_id = $1"
+_FORGET_MERGES = "DELETE FROM segment_merges WHERE absorbed = ANY($1::text[]) OR survivor = ANY($1::text[])"
 _FORGET_CUSTOMERS = "DELETE FROM segment_customers WHERE customer_id = ANY($1::text[])"
 _FORGET_POINTS = "DELETE FROM segment_points WHERE customer_id = ANY($1::text[])"
 _EXPIRE_POINTS = """
@@ -89,6 +119,10 @@ _ERASE_PUBLISHED = "DELETE FROM segment_changes WHERE customer_id = ANY($1::text
 _ERASE_WHEN_PUBLISHED = """
 UPDATE segment_changes SET erase_after_publish = true WHERE customer_id = ANY($1::text[]) AND NOT published
 """
+
+
+class CreatedElsewhere(Unavailable):
+    """Another worker created a customer's row while this transaction held none: run it again."""
 
 
 def moment(micros: int) -> datetime:
@@ -163,6 +197,7 @@ class Evaluation:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self.epochs: dict[str, int] = {}  # of the rows read, for the cache
 
     async def offsets(self, topic: str, partitions: Sequence[int]) -> dict[int, int]:
         rows = await self.connection.fetch(_OFFSETS, topic, list(partitions))
@@ -190,7 +225,12 @@ class Evaluation:
         members: dict[str, dict[str, int]] = {row["customer_id"]: {} for row in rows}
         for member in await self.connection.fetch(_MEMBERS_OF, list(members)):
             members[member["customer_id"]][member["segment_id"]] = member["version"]
-        digests = {customer: digest for customer in members if (digest := known(customer)) is not None}
+        self.epochs |= {row["customer_id"]: row["epoch"] for row in rows}
+        digests = {
+            customer: digest
+            for customer in members
+            if (digest := known(customer, self.epochs[customer])) is not None
+        }
         digests |= await self._digests(
             {r["customer_id"]: r["recent"] for r in rows if r["customer_id"] not in digests}
         )
@@ -225,7 +265,10 @@ class Evaluation:
         members = [member_writes(before.get(customer), o) for customer, o in outcomes.items()]
         digests = digest_writes(before, outcomes, next_change_at)
         changes = [_change_row(c, received_at) for o in outcomes.values() for c in o.changes]
-        await self._write(_UPSERT_CUSTOMERS, digests.customers)
+        await self._write(_UPDATE_CUSTOMERS, [row for row in digests.customers if row[0] in before])
+        created = [row for row in digests.customers if row[0] not in before]
+        if created and len(await self.connection.fetch(_INSERT_CUSTOMERS, *_columns(created))) < len(created):
+            raise CreatedElsewhere("a customer's row was created by another worker meanwhile")
         await self._write(_FORGET_CUSTOMERS, [(customer,) for customer in forgotten])
         await self._write(_FORGET_POINTS, [(customer,) for customer in digests.forgotten])
         await self._write(_EXPIRE_POINTS, digests.expired)
@@ -239,6 +282,29 @@ class Evaluation:
         """The right to be forgotten reaches the change history too (after this batch's changes)."""
         await self._write(_ERASE_PUBLISHED, [(customer,) for customer in customers])
         await self._write(_ERASE_WHEN_PUBLISHED, [(customer,) for customer in customers])
+        await self._write(_FORGET_MERGES, [(customer,) for customer in customers])
+
+    async def merge_side(self, notice: MergeNotice) -> MergeNotice | None:
+        """Records one side of a merge; the merge to carry out now, when this was the second side."""
+        allowed = None if notice.sealed else notice.allowed
+        row = await self.connection.fetchrow(
+            _MERGE_SIDE, notice.absorbed, notice.survivor, notice.sealed, allowed
+        )
+        assert row is not None
+        if row["merged"] or not row["sealed"] or row["allowed"] is None:
+            return None
+        return notice._replace(sealed=True, allowed=row["allowed"])
+
+    async def holder(self, survivor: str) -> tuple[str, bool]:
+        """The profile a merge into `survivor` reaches now, and whether every merge on the way allowed it."""
+        row = await self.connection.fetchrow(_HOLDER, survivor)
+        assert row is not None
+        return row["profile"], row["allowed"]
+
+    async def merged(self, absorbed: str, holder: str) -> None:
+        """The merge is carried out; every other worker's cached digest of the holder is stale."""
+        await self.connection.execute(_MERGED, absorbed)
+        await self.connection.execute(_NEW_EPOCH, holder)
 
     async def _write(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement over column arrays; none at all for no rows (the timer mostly finds none)."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
+from itertools import groupby
 
 from aiokafka import ConsumerRecord
 
@@ -21,11 +22,13 @@ from services.segments.definitions import DefinitionsFeed
 from services.segments.domain import (
     AllowedItem,
     CustomerState,
+    MergeNotice,
     Outcome,
     decide,
     inputs_of,
     item_of,
     next_change_at,
+    on_merge,
     parse_allowed,
     settle,
 )
@@ -105,13 +108,15 @@ class Evaluator:
         self.decided.set()
 
     async def _park(
-        self, unstorable: tuple["ConsumerRecord[bytes, bytes]", AllowedItem], error: BaseException
+        self,
+        unstorable: tuple["ConsumerRecord[bytes, bytes]", AllowedItem | MergeNotice],
+        error: BaseException,
     ) -> None:
         UNSTORABLE.inc()
         await self.dead_letter(unstorable[0], repr(error))
 
     async def _evaluate_batch(
-        self, readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem]]
+        self, readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem | MergeNotice]]
     ) -> int:
         """Evaluates a batch (or, while isolating a data error, part of one) in one transaction.
 
@@ -129,22 +134,36 @@ class Evaluator:
             self.cache.drop(partition_of)  # their digests may hold touches that were never stored
             raise
         for customer, outcome in outcomes.items():
-            if outcome.state is None:
+            if outcome is None or outcome.state is None:
                 self.cache.drop([customer])
             else:
-                self.cache.keep(customer, partition_of[customer], outcome.state.points)
+                epoch = evaluation.epochs.get(customer, 0)
+                self.cache.keep(customer, partition_of[customer], outcome.state.points, epoch)
         EVALUATION_SECONDS.labels("event").observe(time.perf_counter() - started)
         return len(readable)
 
     async def _decide_batch(
-        self, evaluation: Evaluation, readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem]]
-    ) -> dict[str, Outcome]:
+        self,
+        evaluation: Evaluation,
+        readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem | MergeNotice]],
+    ) -> dict[str, Outcome | None]:
+        """The batch's records in order, each run of touches decided together and each merge on its own;
+        the last outcome per customer (None: not to be cached)."""
         partitions = sorted({record.partition for record, _ in readable})
         applied = await evaluation.offsets(self.allowed_topic, partitions)
-        inputs = inputs_of(
-            [item for origin, item in readable if origin.offset >= applied.get(origin.partition, 0)],
-            self.clock.now,
-        )
+        fresh = [item for origin, item in readable if origin.offset >= applied.get(origin.partition, 0)]
+        outcomes: dict[str, Outcome | None] = {}
+        for is_merge, run in groupby(fresh, key=lambda item: isinstance(item, MergeNotice)):
+            if is_merge:
+                for notice in run:
+                    assert isinstance(notice, MergeNotice)
+                    outcomes |= dict.fromkeys(await self._merge(evaluation, notice))
+            else:
+                outcomes |= await self._decide_run(evaluation, [i for i in run if isinstance(i, AllowedItem)])
+        return outcomes
+
+    async def _decide_run(self, evaluation: Evaluation, items: Sequence[AllowedItem]) -> dict[str, Outcome]:
+        inputs = inputs_of(items, self.clock.now)
         customers = list(inputs.per_customer)
         before = await self._lock_current(evaluation, evaluation.lock(customers, self.cache.get))
         definitions = self.feed.definitions
@@ -155,6 +174,28 @@ class Evaluator:
         await self._save(evaluation, before, outcomes, definitions, inputs.received, "event")
         await evaluation.erase_history(inputs.erased)
         return outcomes
+
+    async def _merge(self, evaluation: Evaluation, notice: MergeNotice) -> list[str]:
+        """One side of an identity merge; when it is the second, the merge, into the profile holding the
+        survivor now. Returns the profiles it wrote."""
+        due = await evaluation.merge_side(notice)
+        if due is None:
+            return []
+        holder, allowed = await evaluation.holder(due.survivor)
+        if holder == due.absorbed:
+            return []
+        merge = due._replace(survivor=holder, allowed=due.allowed and allowed)
+        # Read from the database, never the cache: the holder may be another worker's to cache.
+        before = await self._lock_current(evaluation, evaluation.lock([due.absorbed, holder], _unknown))
+        definitions, now = self.feed.definitions, self.clock.now()
+        leaving, joined = on_merge(
+            before.get(due.absorbed), before.get(holder), merge, definitions, now, self.horizon
+        )
+        await self._save(
+            evaluation, before, {due.absorbed: leaving, holder: joined}, definitions, {}, "merge"
+        )
+        await evaluation.merged(due.absorbed, holder)
+        return [due.absorbed, holder]
 
     @property
     def horizon(self) -> int:
@@ -228,6 +269,10 @@ class Evaluator:
                     END_TO_END_SECONDS.observe(max(0.0, (published_at - change.received_at).total_seconds()))
 
         return await self.outbox.publish_pending(publish, RELAY_BATCH)
+
+
+def _unknown(customer_id: str, epoch: int) -> None:
+    return None
 
 
 def _wire(change: PendingChange) -> SegmentMembershipChange:

@@ -10,7 +10,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from shared.cursors import decode_cursor, encode_cursor
-from shared.events import AllowedTouch, EraseMarker, Identifier, Timestamp, TouchEvent
+from shared.events import AllowedRecord, AllowedTouch, EraseMarker, Identifier, Timestamp, TouchEvent
 from shared.purposes import may_project, must_erase
 from shared.serialization import allowed_fields
 
@@ -40,13 +40,18 @@ class Erase(NamedTuple):
     purposes: frozenset[str]
 
 
-AllowedItem = Touch | Erase
+# None: a merge notice. The timeline joins merged profiles when it reads them (shared/profiles.py), so a
+# merge moves nothing here.
+AllowedItem = Touch | Erase | None
+MERGE_NOTICES = frozenset({"merged", "absorbed"})
 
 
-def item_of(record: AllowedTouch | EraseMarker) -> AllowedItem:
+def item_of(record: AllowedRecord) -> AllowedItem:
     if isinstance(record, EraseMarker):
         return Erase(record.customer_id, frozenset(record.purposes))
-    return Touch(row_of(record.event), frozenset(record.purposes))
+    if isinstance(record, AllowedTouch):
+        return Touch(row_of(record.event), frozenset(record.purposes))
+    return None
 
 
 def parse_allowed(value: bytes) -> AllowedItem:
@@ -60,6 +65,8 @@ def parse_allowed(value: bytes) -> AllowedItem:
     raw = allowed_fields(value)
     if raw["kind"] == "erase":
         return Erase(raw["customer_id"], frozenset(raw["purposes"]))
+    if raw["kind"] in MERGE_NOTICES:
+        return None
     event = raw["event"]
     row = TimelineRow(
         event["customer_id"],
@@ -104,7 +111,7 @@ def plan_batch(items: Sequence[AllowedItem]) -> BatchPlan:
             if must_erase(PROJECTION, item.purposes):
                 plan.erase.add(item.customer_id)
                 plan.rows = {key: row for key, row in plan.rows.items() if key[0] != item.customer_id}
-        elif may_project(PROJECTION, item.purposes):
+        elif item is not None and may_project(PROJECTION, item.purposes):
             plan.rows.setdefault((item.row.customer_id, item.row.event_id), item.row)
     return plan
 

@@ -9,8 +9,7 @@ still writes the previous batch, written in one transaction, and only then are i
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from functools import partial
+from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -38,7 +37,6 @@ from services.timeline.metrics import (
 from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.db import create_pool
-from shared.failures import Failure, classify, isolating, while_unavailable
 from shared.kafka import DeadLetters, create_producer, poll_batch
 from shared.serialization import read_allowed
 from shared.streams import create_batch_consumer
@@ -60,12 +58,12 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def write(self, plan: BatchPlan, origins: Origins, offsets: Offsets, received: list[float]) -> None:
         started = time.perf_counter()
-        try:
-            stored = await while_unavailable(partial(self.store.apply_batch, plan), "timeline batch")
-        except Exception as error:
-            if classify(error) is not Failure.DATA:
-                raise  # a bug: the process ends, this batch's offsets uncommitted
-            stored = await self._isolate(plan, origins)
+
+        async def park(row: TimelineRow, error: BaseException) -> None:
+            UNSTORABLE.inc()
+            await self.dead_letters.park(origins[row.customer_id, row.event_id], repr(error))
+
+        stored = await self.store.apply_parking(plan, park)
         BATCH_SECONDS.observe(time.perf_counter() - started)
         EVENTS_PROJECTED.inc(stored)
         CUSTOMERS_ERASED.inc(len(plan.erase))
@@ -77,20 +75,6 @@ class Projector(ConsumerRebalanceListener):  # type: ignore[misc]
         except (CommitFailedError, IllegalStateError):
             # The partitions moved to another worker mid-batch: it replays them, and writes are idempotent.
             log.warning("offsets not committed after a rebalance; the new owner replays them")
-
-    async def _isolate(self, plan: BatchPlan, origins: Origins) -> int:
-        """The batch again with the rows PostgreSQL refuses (say, text it cannot hold) found and parked."""
-        await while_unavailable(partial(self.store.apply_batch, BatchPlan(erase=plan.erase)), "erasures")
-
-        async def write(rows: Sequence[TimelineRow]) -> int:
-            part = BatchPlan(rows={(row.customer_id, row.event_id): row for row in rows})
-            return await self.store.apply_batch(part)
-
-        async def park(row: TimelineRow, error: BaseException) -> None:
-            UNSTORABLE.inc()
-            await self.dead_letters.park(origins[row.customer_id, row.event_id], repr(error))
-
-        return await isolating(list(plan.rows.values()), write, park, "timeline rows")
 
     async def finish_writing(self) -> None:
         if self.writing is not None:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.timeline.domain import parse_allowed, plan_batch
+from services.timeline.domain import TimelineRow, item_of, parse_allowed, plan_batch
 from services.timeline.settings import TimelineSettings
 from services.timeline.store import TimelineStore
 from shared.db import create_pool
 from shared.kafka import create_consumer
+from shared.serialization import read_allowed
 from shared.topics import CUSTOMER_ALLOWED
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class Replay:
     generation: str
     batch_max: int
     records: int = 0
+    unreadable: int = 0
 
     async def until_end(self) -> None:
         """Projects every record up to the partitions' current end offsets into the new generation."""
@@ -36,9 +38,17 @@ class Replay:
             batches = await self.consumer.getmany(
                 *self.partitions, timeout_ms=200, max_records=self.batch_max
             )
-            items = [parse_allowed(record.value) for batch in batches.values() for record in batch]
-            await self.store.apply_batch(plan_batch(items), self.generation)
+            read = [read_allowed(r.value or b"", parse_allowed, item_of) for b in batches.values() for r in b]
+            # What cannot be read was parked by the live projector when it met it; the replay skips it.
+            items = [item for item in read if not isinstance(item, str)]
+            self.unreadable += len(read) - len(items)
+            await self.store.apply_parking(plan_batch(items), self._skip, self.generation)
             self.records += len(items)
+
+    async def _skip(self, row: TimelineRow, error: BaseException) -> None:
+        """A row PostgreSQL refuses: the live projector parked it when it met it; the replay skips it."""
+        self.unreadable += 1
+        log.warning("row skipped", extra={"event_id": row.event_id, "error": repr(error)})
 
 
 async def rebuild(settings: TimelineSettings) -> str:
@@ -59,7 +69,11 @@ async def rebuild(settings: TimelineSettings) -> str:
         await replay.until_end()
         previous = await store.switch_to(replay.generation, replay.until_end)
         await store.drop_generation(previous)
-        return f"timeline rebuilt into {replay.generation} from {replay.records} records; {previous} dropped"
+        return (
+            f"timeline rebuilt into {replay.generation} from {replay.records} records"
+            f" ({replay.unreadable} unreadable or unstorable skipped, as the projector parked them);"
+            f" {previous} dropped"
+        )
     finally:
         await consumer.stop()
         await pool.close()

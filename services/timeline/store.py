@@ -6,7 +6,8 @@ apply_batch's transaction commits.
 """
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import asyncpg
 import orjson
@@ -20,7 +21,10 @@ from services.timeline.domain import (
     TimelineRow,
     Trait,
 )
+from shared.failures import Failure, classify, isolating, while_unavailable
 from shared.profiles import ABSORBED_BY
+
+Park = Callable[[TimelineRow, BaseException], Awaitable[None]]
 
 _GENERATION = re.compile(r"timeline_g[0-9]+")
 _STAGING_COLUMNS = (
@@ -107,6 +111,24 @@ class TimelineStore:
 
     async def active_generation(self) -> str:
         return _checked(await self._pool.fetchval("SELECT generation FROM timeline_active"))
+
+    async def apply_parking(self, plan: BatchPlan, park: Park, generation: str | None = None) -> int:
+        """apply_batch, waiting out an unavailable database; when PostgreSQL refuses the batch's data (say,
+        text it cannot hold), the erasures, then the rows with those it refuses found by halving and
+        handed to `park`, the others stored. Returns rows stored."""
+        try:
+            return await while_unavailable(partial(self.apply_batch, plan, generation), "timeline batch")
+        except Exception as error:
+            if classify(error) is not Failure.DATA:
+                raise  # a bug: the caller ends, nothing of this batch acknowledged
+        erasures = BatchPlan(erase=plan.erase)
+        await while_unavailable(partial(self.apply_batch, erasures, generation), "erasures")
+
+        async def write(rows: Sequence[TimelineRow]) -> int:
+            part = BatchPlan(rows={(row.customer_id, row.event_id): row for row in rows})
+            return await self.apply_batch(part, generation)
+
+        return await isolating(list(plan.rows.values()), write, park, "timeline rows")
 
     async def apply_batch(self, plan: BatchPlan, generation: str | None = None) -> int:
         """Deletes erased customers, then inserts new rows, in one transaction; returns rows stored.

@@ -88,7 +88,7 @@ async def run_length(store: EvaluationStore, registry: Definitions, length: int)
         inputs = [Input(now, touch(rng, length + number, now))]
         async with store.evaluation() as evaluation:
             began = time.perf_counter()
-            before = await evaluation.lock([customer], lambda _: cached)
+            before = await evaluation.lock([customer], lambda _customer, _epoch: cached)
             decided = time.perf_counter()
             outcome = decide(before[customer], customer, inputs, registry, HORIZON)
             domain.append(time.perf_counter() - decided)
@@ -102,7 +102,7 @@ async def run_length(store: EvaluationStore, registry: Definitions, length: int)
         whole.append(whole[-1] + len(encode_points([inputs[0].touch] if inputs[0].touch else [])) - 1)
     began = time.perf_counter()
     async with store.evaluation() as evaluation:
-        loaded = await evaluation.lock([customer], lambda _: None)
+        loaded = await evaluation.lock([customer], lambda _customer, _epoch: None)
     cold = time.perf_counter() - began
     assert len(loaded[customer].points) == len(cached)
     return (

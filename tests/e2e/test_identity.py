@@ -21,16 +21,20 @@ from services.identity.api import create_app as identity_app
 from services.identity.settings import IdentitySettings
 from services.ingest.api import create_app as ingest_app
 from services.ingest.settings import IngestSettings
+from services.segments.api import create_app as segments_api
+from services.segments.settings import SegmentsSettings
 from services.timeline.api import create_app as timeline_app
 from services.timeline.settings import TimelineSettings
 from shared.settings import TouchlineSettings
 from shared.topics import IDENTITY_CHANGES
 from tests.bench.ingest import free_port
-from tests.helpers import ROOT, ServiceProcess, eventually
+from tests.helpers import ROOT, ServiceProcess, asgi_client, eventually
+from tests.segments_support import changes_until
 
 WRITER = {"Authorization": "Bearer test-writer"}
 DPO = {"Authorization": "Bearer test-dpo"}
 CRM = {"Authorization": "Bearer test-reader"}
+MARKETER = {"Authorization": "Bearer test-marketer"}
 START = datetime(2026, 11, 1, 9, tzinfo=UTC)
 NODE_CHECK = ROOT / "tests/segment_node"  # `make test` installs its packages
 
@@ -316,3 +320,74 @@ async def test_segments_own_node_library_lands_calls_in_the_timeline(
         == "@segment/analytics-node"
     )
     assert await clients.holder("email", f"node.{unique}@example.com") == user
+
+
+async def test_segment_membership_follows_a_merge_over_the_joined_history(
+    clients: Clients,
+    consent: httpx.AsyncClient,
+    segment_evaluator: ServiceProcess,
+    kafka: TouchlineSettings,
+    unique: str,
+) -> None:
+    """A visitor in a visitors' segment logs in as a customer who bought before: the visitor's profile
+    exits, and the customer enters both the visitors' segment and the one needing a visit and a purchase,
+    each with reason identity_merged; nothing enters on the way that the joined history does not hold."""
+    visit, buy = f"visit.u{unique}", f"buy.u{unique}"
+    visitors, buyers = f"visitors-{unique}", f"browsing-buyers-{unique}"
+    segments_app = segments_api(SegmentsSettings())
+    anonymous, customer = f"anon-{unique}", f"c-{unique}"
+    async with asgi_client(segments_app) as segments:
+        for segment, rule in (
+            (visitors, {"count": {"type": visit, "within": "60d"}, "gte": 1}),
+            (
+                buyers,
+                {
+                    "all": [
+                        {"count": {"type": visit, "within": "60d"}, "gte": 1},
+                        {"count": {"type": buy, "within": "60d"}, "gte": 1},
+                    ]
+                },
+            ),
+        ):
+            response = await segments.post(
+                "/v1/segments", json={"id": segment, "name": segment, "rule": rule}, headers=MARKETER
+            )
+            assert response.status_code == 201, response.text
+        now = int((datetime.now(UTC) - START).total_seconds() // 60)
+        # Marketing is opt-in, and segments need it: both sides opt in before the touches that count.
+        await clients.touch(
+            f"{unique}-hello", now - 40, "web", "page.viewed", identities={"anonymous_id": anonymous}
+        )
+        visitor = await eventually(lambda: clients.holder("anonymous_id", anonymous), bool)
+        assert visitor is not None
+        for profile in (visitor, customer):
+            granted = await consent.put(
+                f"/v1/customers/{profile}/consent/marketing", json={"status": "granted"}, headers=DPO
+            )
+            assert granted.status_code == 202, granted.text
+        await clients.touch(f"{unique}-visit", now - 30, "web", visit, identities={"anonymous_id": anonymous})
+        [entered] = await changes_until(kafka, {visitor}, 1)
+        assert (entered.segment_id, entered.transition, entered.reason) == (visitors, "entered", "event")
+        await clients.touch(f"{unique}-buy", now - 20, "store", buy, customer_id=customer)
+        await clients.touch(
+            f"{unique}-login",
+            now - 10,
+            "web",
+            "login",
+            customer_id=customer,
+            identities={"anonymous_id": anonymous},
+        )
+
+        changes = await changes_until(kafka, {visitor, customer}, 4)
+        assert {(c.customer_id, c.segment_id, c.transition, c.reason) for c in changes[1:]} == {
+            (visitor, visitors, "exited", "identity_merged"),
+            (customer, visitors, "entered", "identity_merged"),
+            (customer, buyers, "entered", "identity_merged"),
+        }
+
+        async def members(segment: str) -> list[str]:
+            response = await segments.get(f"/v1/segments/{segment}/members", headers=CRM)
+            return [member["customer_id"] for member in response.json()["members"]]
+
+        assert await members(visitors) == [customer]
+        assert await members(buyers) == [customer]

@@ -8,9 +8,9 @@ import asyncpg
 import pytest
 
 from services.segments.digest import FLUSH_AT, Digest
-from services.segments.domain import Input, Outcome, decide, next_change_at
+from services.segments.domain import Input, MergeNotice, Outcome, decide, next_change_at
 from services.segments.evaluation import MICROS, Definitions, Point
-from services.segments.evaluation_store import EvaluationStore, encode_points
+from services.segments.evaluation_store import CreatedElsewhere, EvaluationStore, encode_points
 from shared.db import MIGRATIONS, create_pool, migrate
 from tests.conftest import ADMIN_DSN
 
@@ -19,7 +19,7 @@ START = 1_800_000_000 * MICROS
 DEFINITIONS = Definitions()
 
 
-def nothing_cached(customer_id: str) -> Digest | None:
+def nothing_cached(customer_id: str, epoch: int) -> Digest | None:
     return None
 
 
@@ -102,6 +102,41 @@ async def test_rows_that_expired_whole_are_deleted(store: EvaluationStore, uniqu
     await evaluate(store, customer, [Input(START + 150 * MICROS, view(2000, 150))])
     assert await point_rows(store, customer) == 0
     assert await stored_keys(store, customer) == {2000}
+
+
+async def test_a_row_another_worker_created_meanwhile_is_never_overwritten(
+    store: EvaluationStore, unique: str
+) -> None:
+    """Two workers may create one profile's row at once (its owner on a touch, the other side's owner on a
+    merge): the one that finds it created refuses to write and runs its batch again."""
+    customer = f"c-{unique}"
+    async with store.evaluation() as evaluation:
+        before = await evaluation.lock([customer], nothing_cached)
+        outcome = decide(before.get(customer), customer, [Input(START, view(1, 0))], DEFINITIONS, HORIZON)
+        await evaluate(store, customer, [Input(START + 1, view(2, 0))])  # another worker, committed first
+        with pytest.raises(CreatedElsewhere):
+            await evaluation.save(before, {customer: outcome}, lambda s: next_change_at(s, DEFINITIONS), {})
+    assert await stored_keys(store, customer) == {2}
+
+
+async def test_a_merge_is_due_once_both_sides_are_in_and_lands_where_the_survivor_went_since(
+    store: EvaluationStore, unique: str
+) -> None:
+    first, second, person = f"p1-{unique}", f"p2-{unique}", f"c-{unique}"
+    async with store.evaluation() as evaluation:
+        assert await evaluation.merge_side(MergeNotice(second, first, sealed=False, allowed=True)) is None
+        # first is absorbed into person, both sides in, and carried out before second's own side arrives.
+        assert await evaluation.merge_side(MergeNotice(first, person, sealed=True, allowed=True)) is None
+        due = await evaluation.merge_side(MergeNotice(first, person, sealed=False, allowed=False))
+        assert due == MergeNotice(first, person, sealed=True, allowed=False)
+        await evaluation.merged(first, person)
+        again = await evaluation.merge_side(MergeNotice(first, person, sealed=True, allowed=True))
+        assert again is None, "a side redelivered after the merge changes nothing"
+        due = await evaluation.merge_side(MergeNotice(second, first, sealed=True, allowed=True))
+        assert due == MergeNotice(second, first, sealed=True, allowed=True)
+        # Into the profile holding first now, allowed only as far as every merge on the way was.
+        assert await evaluation.holder(due.survivor) == (person, False)
+        assert await evaluation.holder(person) == (person, True)
 
 
 async def test_digests_stored_whole_before_migration_0004_are_read_back(tmp_path: Path, unique: str) -> None:

@@ -6,7 +6,7 @@ import asyncpg
 
 from services.timeline.rebuild import rebuild
 from services.timeline.settings import TimelineSettings
-from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
+from shared.events import AbsorbedMarker, AllowedTouch, EraseMarker, Purpose, TouchEvent
 from shared.serialization import encode
 from shared.settings import TouchlineSettings
 from shared.topics import CUSTOMER_ALLOWED
@@ -45,6 +45,14 @@ async def test_rebuild_replays_the_allowed_stream_into_a_new_active_generation(
         ((r.event.customer_id if isinstance(r, AllowedTouch) else r.customer_id).encode(), encode(r))
         for r in stream
     ]
+    # What the live projector parked, and a merge notice (the timeline joins merges when read): skipped.
+    notice = AbsorbedMarker(change_id="m:0", customer_id=kept, absorbed=erased, at=AT, purposes=PROFILING)
+    unstorable = encode(touch(f"{unique}-nul", kept, 4)).replace(b'"source":"t"', b'"source":"t\\u0000"')
+    records[2:2] = [
+        (kept.encode(), b'{"kind": "allowed", "event": 42}'),
+        (kept.encode(), encode(notice)),
+        (kept.encode(), unstorable),
+    ]
     await produce(kafka.kafka_bootstrap, kafka.topic(CUSTOMER_ALLOWED), records)
     connection = await asyncpg.connect(database)
     try:
@@ -61,6 +69,7 @@ async def test_rebuild_replays_the_allowed_stream_into_a_new_active_generation(
         await connection.close()
     assert after != before
     assert after in summary
+    assert "unreadable or unstorable skipped" in summary
     assert old_still_there == 0
     held: dict[str, set[str]] = {}
     for row in rows:

@@ -19,11 +19,13 @@ from services.consent.domain import (
     state_of,
 )
 from shared.events import (
+    AbsorbedMarker,
+    AllowedRecord,
     AllowedTouch,
     ConsentChange,
     ConsentStatus,
     CustomerLogRecord,
-    EraseMarker,
+    ProfileAbsorbed,
     ProfileMerged,
     Purpose,
     TouchEvent,
@@ -88,8 +90,8 @@ def run_filter(
     states: dict[str, ConsentState],
     start: int = 0,
     stop: int | None = None,
-) -> list[AllowedTouch | EraseMarker]:
-    outputs: list[AllowedTouch | EraseMarker] = []
+) -> list[AllowedRecord]:
+    outputs: list[AllowedRecord] = []
     for offset in range(start, len(log) if stop is None else stop):
         record = log[offset]
         decision = filter_record(record, offset, states.get(record.customer_id, {}), defaults)
@@ -98,7 +100,7 @@ def run_filter(
     return outputs
 
 
-def as_allowed(outputs: Iterable[Output]) -> list[AllowedTouch | EraseMarker]:
+def as_allowed(outputs: Iterable[Output]) -> list[AllowedRecord]:
     """Outputs as projections read them off the allowed stream (a merge's carried-over denials go back
     to the customer log instead)."""
     return [
@@ -180,7 +182,7 @@ def test_g3_batches_cut_anywhere_survive_crashes_between_the_audit_write_and_the
     bounds = list(zip([0, *cuts], [*cuts, len(log)], strict=True))
     audit: list[tuple[str, Purpose, ConsentStatus, int]] = []
     states: dict[str, ConsentState] = {}
-    committed: list[AllowedTouch | EraseMarker] = []
+    committed: list[AllowedRecord] = []
     for start, stop in bounds:
         batch = as_logged(log)[start:stop]
         crashes = data.draw(st.integers(0, 2), label="crashes before this batch commits")
@@ -234,9 +236,13 @@ def merge(number: int, absorbed: str, survivor: str) -> ProfileMerged:
 
 @st.composite
 def merging_logs(draw: st.DrawFn) -> list[CustomerLogRecord]:
-    """A log in which `ann` is absorbed into `ben` at some point: ann says nothing after it."""
+    """A log in which `ann` is absorbed into `ben` at some point: ann says nothing after it, and ben's
+    side of the merge comes somewhere after it, in ben's order."""
     before, after = draw(customer_logs()), draw(customer_logs())
-    return [*before, merge(len(before), "ann", "ben"), *(r for r in after if r.customer_id != "ann")]
+    rest: list[CustomerLogRecord] = [r for r in after if r.customer_id != "ann"]
+    absorbed = ProfileAbsorbed(change_id=f"m{len(before)}:0", customer_id="ben", absorbed="ann", at=AT)
+    rest.insert(draw(st.integers(0, len(rest))), absorbed)
+    return [*before, merge(len(before), "ann", "ben"), *rest]
 
 
 def with_carried_denials(log: list[CustomerLogRecord], defaults: Defaults) -> list[CustomerLogRecord]:
@@ -283,6 +289,32 @@ def test_a_denial_stated_on_either_side_of_a_merge_holds_after_it(
         elif isinstance(record, TouchEvent) and record.customer_id == "ben":
             for purpose in denied_by_ann | {p for p, s in ben_said.items() if s is ConsentStatus.DENIED}:
                 assert purpose not in allowed[record.event_id]
+
+
+@settings(max_examples=300)
+@given(log=merging_logs(), defaults=defaults_strategy)
+def test_each_side_of_a_merge_reaches_the_allowed_stream_with_the_survivors_consent_at_its_side(
+    log: list[CustomerLogRecord], defaults: Defaults
+) -> None:
+    filtered = with_carried_denials(log, defaults)
+    notices = [r for r in run_filter(filtered, defaults, {}) if isinstance(r, ProfileMerged | AbsorbedMarker)]
+    assert [type(notice) for notice in notices] == [ProfileMerged, AbsorbedMarker]
+    sealed, absorbed = notices
+    assert isinstance(sealed, ProfileMerged)
+    assert isinstance(absorbed, AbsorbedMarker)
+    assert (sealed.customer_id, absorbed.customer_id, absorbed.absorbed) == ("ann", "ben", "ann")
+    # What ben allows at his side of the merge: the purposes a touch of ben's logged there would get.
+    at = next(n for n, r in enumerate(filtered) if isinstance(r, ProfileAbsorbed))
+    probe = TouchEvent(
+        event_id="probe",
+        customer_id="ben",
+        type="view",
+        channel="web",
+        occurred_at=AT,
+        received_at=AT,
+        source="test",
+    )
+    assert absorbed.purposes == expected_purposes([*filtered[:at], probe], defaults)["probe"]
 
 
 @settings(max_examples=200)

@@ -154,18 +154,29 @@ def digest_of(touches: int) -> Digest:
 
 def test_the_cache_keeps_the_most_recently_used_digests_within_its_capacity() -> None:
     cache = DigestCache(capacity=10)
-    cache.keep("a", 0, digest_of(4))
-    cache.keep("b", 1, digest_of(4))
-    assert cache.get("a") is not None  # now the most recently used
-    cache.keep("c", 2, digest_of(4))
-    assert (cache.get("a") is not None, cache.get("b"), cache.get("c") is not None) == (True, None, True)
-    cache.keep("d", 3, digest_of(11))  # larger than the whole cache: kept by nobody
+    cache.keep("a", 0, digest_of(4), 0)
+    cache.keep("b", 1, digest_of(4), 0)
+    assert cache.get("a", 0) is not None  # now the most recently used
+    cache.keep("c", 2, digest_of(4), 0)
+    assert (cache.get("a", 0) is not None, cache.get("b", 0), cache.get("c", 0) is not None) == (
+        True,
+        None,
+        True,
+    )
+    cache.keep("d", 3, digest_of(11), 0)  # larger than the whole cache: kept by nobody
     assert len(cache) == 0
 
 
 def test_the_cache_forgets_the_customers_of_a_revoked_partition() -> None:
     cache = DigestCache(capacity=100)
     for number, customer in enumerate("abcd"):
-        cache.keep(customer, number % 2, digest_of(1))
+        cache.keep(customer, number % 2, digest_of(1), 0)
     cache.drop_partitions([1])
-    assert [customer for customer in "abcd" if cache.get(customer)] == ["a", "c"]
+    assert [customer for customer in "abcd" if cache.get(customer, 0)] == ["a", "c"]
+
+
+def test_a_digest_cached_before_another_worker_merged_into_it_is_not_used() -> None:
+    cache = DigestCache(capacity=100)
+    cache.keep("a", 0, digest_of(2), epoch=3)
+    assert cache.get("a", 4) is None
+    assert cache.get("a", 3) is not None

@@ -14,9 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.segments.digest import Digest
-from services.segments.domain import Change, CustomerState, next_change_at, on_revocation, on_touch, settle
+from services.segments.domain import (
+    Change,
+    CustomerState,
+    MergeNotice,
+    next_change_at,
+    on_merge,
+    on_revocation,
+    on_touch,
+    settle,
+)
 from services.segments.evaluation import MICROS, Definitions, Point, holds, with_definition
-from shared.events import MembershipTransition
+from shared.events import MembershipReason, MembershipTransition
 from shared.rules import Rule, SegmentDefinition
 from tests.segments_support import Scan
 
@@ -91,6 +100,7 @@ steps = st.one_of(
     advances,
     definitions,
     st.tuples(st.just("revoke"), st.sampled_from(CUSTOMERS)),
+    st.tuples(st.just("merge"), st.sampled_from(CUSTOMERS), st.sampled_from(CUSTOMERS), st.booleans()),
 )
 scripts = st.builds(
     lambda first, rest: first + rest,
@@ -161,6 +171,24 @@ class Model:
         outcome = on_revocation(self.states.get(customer), self.definitions, self.now)
         self.record(customer, outcome.state, outcome.changes)
         self.history.pop(customer, None)
+
+    def merge(self, absorbed: str, survivor: str, allowed: bool) -> None:
+        """An identity merge, both sides in: the survivor's history becomes both histories (when its
+        consent lets segments use them), and the absorbed profile is gone."""
+        if absorbed == survivor:
+            return
+        self.tick()
+        notice = MergeNotice(absorbed, survivor, sealed=True, allowed=allowed)
+        before = (self.states.get(absorbed), self.states.get(survivor))
+        leaving, joined = on_merge(*before, notice, self.definitions, self.now, HORIZON)
+        self.record(absorbed, leaving.state, leaving.changes)
+        self.record(survivor, joined.state, joined.changes)
+        taken = self.history.pop(absorbed, {})
+        if allowed and taken:
+            self.history[survivor] = {**taken, **self.history.get(survivor, {})}
+        caught_up = MembershipReason.WINDOW_EXPIRED  # boundaries passed on the way are what they are
+        merged = [c for c in leaving.changes + joined.changes if c.reason != caught_up]
+        assert all(c.reason == MembershipReason.IDENTITY_MERGED for c in merged)
 
     def from_scratch(self, customer: str) -> set[str]:
         """Segments are about known customers: those with a touch since their last revocation."""

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.segments.domain import item_of, parse_allowed
-from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
+from services.segments.domain import MergeNotice, item_of, parse_allowed
+from shared.events import AbsorbedMarker, AllowedTouch, EraseMarker, ProfileMerged, Purpose, TouchEvent
 from shared.serialization import decode_allowed, encode
 from tests.strategies import storable_text
 
@@ -65,3 +65,29 @@ def test_the_fast_reader_agrees_with_the_validating_decoder(
 def test_the_fast_reader_refuses_an_unknown_version() -> None:
     with pytest.raises(ValueError, match="version"):
         parse_allowed(b'{"schema_version": 2, "kind": "erase"}', frozenset())
+
+
+@pytest.mark.parametrize(
+    ("purposes", "allowed"),
+    [(frozenset(Purpose), True), (frozenset({Purpose.PROFILING}), False), (frozenset(), False)],
+)
+def test_both_sides_of_a_merge_are_read_with_what_the_survivors_consent_lets_segments_use(
+    purposes: frozenset[Purpose], allowed: bool
+) -> None:
+    sealing = ProfileMerged(
+        change_id="e-9:0",
+        customer_id="profile:x",
+        survivor="ann",
+        identifier_kind="email",
+        identifier_value="ann@example.com",
+        caused_by="e-9",
+        at=AT,
+    )
+    absorbing = AbsorbedMarker(
+        change_id="e-9:0", customer_id="ann", absorbed="profile:x", at=AT, purposes=purposes
+    )
+    assert parse_allowed(encode(sealing), frozenset()) == MergeNotice("profile:x", "ann", True, True)
+    notice = parse_allowed(encode(absorbing), frozenset())
+    assert notice == MergeNotice("profile:x", "ann", sealed=False, allowed=allowed)
+    assert isinstance(notice, MergeNotice)
+    assert notice.customer_id == "ann"

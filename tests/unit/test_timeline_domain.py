@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.timeline.domain import BatchPlan, Cursor, item_of, parse_allowed, plan_batch, split_values
-from shared.events import AllowedTouch, EraseMarker, Purpose, TouchEvent
+from shared.events import AbsorbedMarker, AllowedTouch, EraseMarker, ProfileMerged, Purpose, TouchEvent
 from shared.serialization import decode_allowed, encode
 from tests.consent_model import ProjectionModel
 from tests.strategies import storable_text
@@ -141,3 +141,21 @@ def test_the_fast_reader_agrees_with_the_validating_decoder(
 def test_the_fast_reader_refuses_an_unknown_version() -> None:
     with pytest.raises(ValueError, match="version"):
         parse_allowed(b'{"schema_version": 2, "kind": "erase"}')
+
+
+def test_merge_notices_move_nothing_in_the_timeline_which_joins_merged_profiles_when_read() -> None:
+    sealing = ProfileMerged(
+        change_id="e-9:0",
+        customer_id="profile:x",
+        survivor="ann",
+        identifier_kind="email",
+        identifier_value="ann@example.com",
+        caused_by="e-9",
+        at=AT,
+    )
+    absorbing = AbsorbedMarker(change_id="e-9:0", customer_id="ann", absorbed="profile:x", at=AT, purposes=[])
+    for notice in (sealing, absorbing):
+        assert parse_allowed(encode(notice)) is None
+        assert item_of(decode_allowed(encode(notice))) is None
+    batch = plan_batch([item_of(touch("e-1", "profile:x")), None, item_of(touch("e-2", "ann"))])
+    assert sorted(batch.rows) == [("ann", "e-2"), ("profile:x", "e-1")]
