@@ -17,7 +17,15 @@ from shared.settings import ApiKeyGrant
 
 ApiKeyConfig = Mapping[str, list[str] | ApiKeyGrant]
 # Every scope a route can require: one per service and kind of access.
-SCOPES = ("events:write", "timeline:read", "consent:read", "consent:write", "segments:read", "segments:admin")
+SCOPES = (
+    "events:write",
+    "timeline:read",
+    "consent:read",
+    "consent:write",
+    "segments:read",
+    "segments:admin",
+    "identities:admin",
+)
 
 
 @dataclass(frozen=True)

@@ -269,8 +269,27 @@ class ProfileAbsorbed(WireModel):
     at: Timestamp
 
 
+class ProfileSplit(WireModel):
+    """An identifier split off the profile `customer_id` into `split_off`, and the touches that go with
+    it: on the customer log keyed by the profile they leave, after every touch it had. Projections drop
+    those touches there; the resolver logs each again for `split_off`, whose consent then judges it."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["split"] = "split"
+    change_id: Identifier
+    customer_id: Identifier = Field(description="The profile the identifier leaves.")
+    split_off: Identifier
+    identifier_kind: str
+    identifier_value: str
+    event_ids: list[Identifier]
+    # Profiles merged into `customer_id` whose stored touches some of `event_ids` are.
+    detached_from: list[Identifier]
+    caused_by: Identifier
+    at: Timestamp
+
+
 CustomerLogRecord = Annotated[
-    TouchEvent | ConsentChange | ProfileMerged | ProfileAbsorbed, Field(discriminator="kind")
+    TouchEvent | ConsentChange | ProfileMerged | ProfileAbsorbed | ProfileSplit, Field(discriminator="kind")
 ]
 
 
@@ -309,9 +328,10 @@ class AbsorbedMarker(WireModel):
     purposes: frozenset[Purpose]
 
 
-# A ProfileMerged is forwarded as it is: the absorbed profile's last record, sealing its state.
+# A ProfileMerged is forwarded as it is (the absorbed profile's last record, sealing its state), and so
+# is a ProfileSplit.
 AllowedRecord = Annotated[
-    AllowedTouch | EraseMarker | ProfileMerged | AbsorbedMarker, Field(discriminator="kind")
+    AllowedTouch | EraseMarker | ProfileMerged | AbsorbedMarker | ProfileSplit, Field(discriminator="kind")
 ]
 
 
@@ -327,6 +347,7 @@ class MembershipReason(StrEnum):
     SEGMENT_DELETED = "segment_deleted"
     CONSENT_REVOKED = "consent_revoked"
     IDENTITY_MERGED = "identity_merged"
+    IDENTITY_SPLIT = "identity_split"
 
 
 class SegmentMembershipChange(WireModel):
@@ -354,13 +375,30 @@ class ErasureRequested(WireModel):
     source: Identifier
 
 
-IdentityInboundRecord = Annotated[IdentifiedTouch | ErasureRequested, Field(discriminator="kind")]
+class SplitRequested(WireModel):
+    """Undo a wrong merge: `identifier_kind`/`identifier_value` leaves the profile `customer_id`. On
+    `identity.inbound`, in order with the touches, so the resolver splits the graph where it stands."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["split"] = "split"
+    split_id: Identifier
+    customer_id: Identifier
+    identifier_kind: str
+    identifier_value: str
+    requested_at: Timestamp
+    source: Identifier
+
+
+IdentityInboundRecord = Annotated[
+    IdentifiedTouch | ErasureRequested | SplitRequested, Field(discriminator="kind")
+]
 
 
 class IdentityChangeKind(StrEnum):
     LINKED = "linked"
     MERGED = "merged"
     CONFLICT = "conflict"
+    SPLIT = "split"
 
 
 class IdentityChange(WireModel):

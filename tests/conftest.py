@@ -24,6 +24,7 @@ TEST_API_KEYS = {
     "test-reader": {"source": "test-crm", "scopes": ["timeline:read", "consent:read", "segments:read"]},
     "test-dpo": {"source": "test-dpo", "scopes": ["consent:write", "consent:read"]},
     "test-marketer": {"source": "test-marketing", "scopes": ["segments:admin", "segments:read"]},
+    "test-steward": {"source": "test-steward", "scopes": ["identities:admin", "timeline:read"]},
     "test-timeline-only": ["timeline:read"],
     "test-nothing": [],
 }

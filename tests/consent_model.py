@@ -14,6 +14,7 @@ from shared.events import (
     ConsentStatus,
     CustomerLogRecord,
     EraseMarker,
+    ProfileSplit,
     Purpose,
     TouchEvent,
 )
@@ -35,6 +36,8 @@ class ProjectionModel:
                 self.held.setdefault(record.event.customer_id, set()).add(record.event.event_id)
         elif isinstance(record, EraseMarker) and must_erase(self.projection, record.purposes):
             self.held.pop(record.customer_id, None)
+        elif isinstance(record, ProfileSplit):
+            _detach(self.held, record)
 
     def apply_all(self, records: Iterable[AllowedRecord]) -> "ProjectionModel":
         for record in records:
@@ -63,7 +66,15 @@ def expected_holdings(
             consent[(record.customer_id, record.purpose)] = record.status
             if record.status is ConsentStatus.DENIED and record.purpose in needed:
                 held.pop(record.customer_id, None)
+        elif isinstance(record, ProfileSplit):
+            _detach(held, record)
     return {customer: events for customer, events in held.items() if events}
+
+
+def _detach(held: dict[str, set[str]], split: ProfileSplit) -> None:
+    """A split's touches leave the profiles it names (they are logged again for the split-off one)."""
+    for customer in (split.customer_id, *split.detached_from):
+        held.get(customer, set()).difference_update(split.event_ids)
 
 
 def expected_purposes(

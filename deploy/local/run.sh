@@ -9,7 +9,7 @@ LOCAL_KEYS='{"dev-web": {"source": "demo-web", "scopes": ["events:write"]},
   "dev-mkt": {"source": "demo-marketing", "scopes": ["segments:admin", "segments:read"]},
   "dev-dpo": {"source": "demo-dpo", "scopes": ["consent:write", "consent:read"]},
   "dev-admin": {"source": "demo-admin", "scopes": ["events:write", "timeline:read", "segments:admin",
-                "segments:read", "consent:write", "consent:read"]}}'
+                "segments:read", "consent:write", "consent:read", "identities:admin"]}}'
 
 api_keys() {
   if [[ -n "${TOUCHLINE_API_KEYS:-}" ]]; then

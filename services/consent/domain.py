@@ -25,6 +25,7 @@ from shared.events import (
     EraseMarker,
     ProfileAbsorbed,
     ProfileMerged,
+    ProfileSplit,
     Purpose,
     TouchEvent,
 )
@@ -74,7 +75,7 @@ def _purposes_json(purposes: frozenset[Purpose]) -> bytes:
     return orjson.dumps(sorted(purposes))
 
 
-AllowedOutput = AllowedTouch | ForwardedTouch | EraseMarker | ProfileMerged | AbsorbedMarker
+AllowedOutput = AllowedTouch | ForwardedTouch | EraseMarker | ProfileMerged | AbsorbedMarker | ProfileSplit
 # What a record sends back to the customer log, for another customer: a merge's carried-over denials.
 Output = AllowedOutput | ConsentChange
 LogItem = CustomerLogRecord | LoggedTouch
@@ -231,6 +232,10 @@ def filter_record(record: LogItem, offset: int, state: ConsentState, defaults: D
         return _carry_over(record, offset, state)
     if isinstance(record, ProfileAbsorbed):
         return _judge_absorption(record, offset, state, defaults)
+    if isinstance(record, ProfileSplit):
+        # Each side keeps what it stated: the touches logged again for the split-off profile are judged
+        # by its own consent; projections drop them here whatever this profile's consent is.
+        return Decision(state, [record])
     return _apply_change(record, offset, state)
 
 

@@ -56,7 +56,7 @@ from services.consent.metrics import (
 from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
 from shared.db import create_pool
-from shared.events import AllowedTouch, ConsentChange, ProfileAbsorbed, ProfileMerged, Purpose
+from shared.events import AllowedTouch, ConsentChange, ProfileAbsorbed, ProfileMerged, ProfileSplit, Purpose
 from shared.failures import while_unavailable
 from shared.kafka import origin_of, parked_headers, poll_batch
 from shared.serialization import encode
@@ -227,7 +227,7 @@ def _count(records: Sequence[tuple[int, LogItem]], decided: Sequence[Sequence[Ou
             ERASE_MARKERS.labels(record.purpose.value).inc(len(outputs))
         elif isinstance(record, ProfileMerged):
             CARRIED_OVER.inc(sum(isinstance(output, ConsentChange) for output in outputs))
-        elif isinstance(record, ProfileAbsorbed):
+        elif isinstance(record, ProfileAbsorbed | ProfileSplit):
             continue
         else:
             forwarded = outputs[0] if outputs else None

@@ -1,23 +1,30 @@
 """HTTP edge of identity resolution: whose is an identifier, and why are a profile's identifiers together."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, status
+from pydantic import ConfigDict, Field
 
+from services.identity.domain import split_profile
 from services.identity.settings import IdentitySettings
 from services.identity.store import IdentityStore
 from shared.auth import Principal, require_scope
-from shared.db import create_pool
-from shared.events import IdentityChangeKind, WireModel
-from shared.http import CustomerIdPath, ErrorBody, create_service_app, error_response, from_state
-from shared.identities import normalized
+from shared.events import IdentityChangeKind, SplitRequested, WireModel
+from shared.http import CustomerIdPath, ErrorBody, create_publishing_app, error_response, from_state
+from shared.identities import CUSTOMER_ID, normalized
+from shared.kafka import BrokerUnavailable, DurablePublisher, RecordPublisher
+from shared.serialization import encode
+from shared.topics import IDENTITY_INBOUND
 
 # Who a person is, is as sensitive as what they did: the timeline's readers read identities too.
 Reader = Annotated[Principal, Depends(require_scope("timeline:read"))]
+# Undoing a merge changes whose history is whose: a data steward's call, not every writer's.
+Steward = Annotated[Principal, Depends(require_scope("identities:admin"))]
 Store = Annotated[IdentityStore, Depends(from_state("store"))]
+Settings = Annotated[IdentitySettings, Depends(from_state("settings"))]
+Publisher = Annotated[RecordPublisher, Depends(from_state("publisher"))]
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 403, 404, 422)}
 KindPath = Annotated[
     str, Path(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="customer_id, email, phone, ...")
@@ -53,6 +60,23 @@ class ProfileIdentity(WireModel):
 class IdentifierOwner(WireModel):
     profile_id: str
     identifiers: list[LinkedIdentifier]
+
+
+class SplitRequest(WireModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"kind": "loyalty_card", "value": "L-1"}]},
+    )
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Any kind but customer_id.")
+    value: str = Field(min_length=1, max_length=256, description="Normalized as on entry.")
+
+
+class SplitAccepted(WireModel):
+    split_id: str
+    profile_id: str = Field(description="The profile the identifier leaves.")
+    split_off: str = Field(description="The profile it goes to, with the touches it decided.")
+    requested_at: datetime
 
 
 router = APIRouter(tags=["identity"])
@@ -106,26 +130,66 @@ async def profile_identities(
     return found or _unknown(f"the id {customer_id!r}")
 
 
-def create_app(settings: IdentitySettings) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(settings.pg_dsn.get_secret_value())
-        app.state.store = IdentityStore(pool)
-        try:
-            yield
-        finally:
-            await pool.close()
+@router.post(
+    "/v1/customers/{customer_id}/identities/split",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SplitAccepted,
+    responses=ERRORS | {409: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+async def split_identity(
+    customer_id: CustomerIdPath,
+    body: SplitRequest,
+    principal: Steward,
+    store: Store,
+    settings: Settings,
+    publisher: Publisher,
+) -> Any:
+    """Undoes a wrong merge: the identifier leaves the profile for the one it would have made alone (the
+    profile it came from, when it made one), and the touches it decided go with it, past ones included:
+    they leave this profile's timeline, profile and segments and count for the other, under its own
+    consent. A touch that also named a stronger identifier (a customer id, say) stays. Applied in order
+    with the touches, once the resolver reaches it; `GET .../identities` then lists the split."""
+    try:
+        value = normalized(body.kind, body.value)
+    except ValueError as error:
+        return error_response(422, "invalid_identifier", f"{body.kind} {error}")
+    identifier = (body.kind, value)
+    profile = await store.survivor(customer_id)
+    if await store.holder(*identifier) != profile:
+        return _unknown(f"{body.kind} {value!r} on the profile {customer_id!r}")
+    split_off = split_profile(profile, identifier)
+    if split_off is None:
+        reason = "a customer id names its profile" if body.kind == CUSTOMER_ID else "it made this profile"
+        return error_response(
+            409, "cannot_split", f"{body.kind} {value!r} cannot leave {profile!r}: {reason}"
+        )
+    requested_at = datetime.now(UTC)
+    request = SplitRequested(
+        split_id=f"split-{uuid.uuid4().hex}",
+        customer_id=profile,
+        identifier_kind=body.kind,
+        identifier_value=value,
+        requested_at=requested_at,
+        source=principal.source,
+    )
+    try:
+        await publisher.publish(settings.topic(IDENTITY_INBOUND), [(profile.encode(), encode(request))])
+    except BrokerUnavailable as unavailable:
+        return error_response(
+            503, "broker_unavailable", f"{unavailable}; retry", headers={"Retry-After": "5"}
+        )
+    return SplitAccepted(
+        split_id=request.split_id, profile_id=profile, split_off=split_off, requested_at=requested_at
+    )
 
-    async def ready() -> bool:
-        store: IdentityStore = app.state.store
-        return await store.ready()
 
-    app = create_service_app(
+def create_app(settings: IdentitySettings, publisher: RecordPublisher | None = None) -> FastAPI:
+    return create_publishing_app(
         settings,
         "Touchline identity",
-        "Which profile an identifier belongs to, and why. Authenticate: `Authorization: Bearer <key>`.",
+        "Which profile an identifier belongs to, and why; splitting a wrong merge."
+        " Authenticate: `Authorization: Bearer <key>`.",
         router,
-        lifespan,
-        ready,
+        IdentityStore,
+        publisher or DurablePublisher(settings, settings.identity_publish_timeout_seconds),
     )
-    return app

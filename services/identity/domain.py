@@ -12,7 +12,7 @@ recorded instead). An anonymous profile is named by a digest of the first identi
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -102,6 +102,23 @@ def identifiers_of(
     named = [(CUSTOMER_ID, customer_id)] if customer_id else []
     named += [(kind, value) for kind, value in identities.items() if not rules.is_blocked(kind, value)]
     return sorted(named, key=rules.rank)
+
+
+def goes_with(carried: Sequence[Identifier], split_off: Identifier, rules: IdentityRules) -> bool:
+    """Whether a touch goes with an identifier split off its profile: when that identifier was the
+    strongest it carried, the one that decided its profile. A touch that also named a stronger one (a
+    customer id, say) stays where that one put it."""
+    return bool(carried) and min(carried, key=rules.rank) == split_off
+
+
+def split_profile(holder: str, identifier: Identifier) -> str | None:
+    """The profile an identifier split off `holder` goes to: the one it would have made alone, which is
+    the profile it came from when it made one before its merge. None when it cannot leave: a customer id
+    names its profile, and an identifier cannot leave the profile it made."""
+    if identifier[0] == CUSTOMER_ID:
+        return None
+    target = anonymous_profile(identifier)
+    return None if target == holder else target
 
 
 def anonymous_profile(basis: Identifier) -> str:

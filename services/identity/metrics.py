@@ -22,3 +22,6 @@ BATCH_SIZE = size_histogram("touchline_identity_batch_records", "Records resolve
 ERASED = Counter(
     "touchline_identity_profiles_erased_total", "Profiles forgotten by an erasure, merged ones included."
 )
+SPLIT_TOUCHES = Counter(
+    "touchline_identity_split_touches_total", "Touches moved to another profile by a split, logged again."
+)

@@ -13,18 +13,31 @@ At every crash point (SIGKILL included):
   outputs are the ones the first pass would have published. The open Kafka transaction is aborted when
   the next producer under the same transactional id starts, so no read_committed reader saw it.
 - after the Kafka transaction commits: outputs, parked records and the offset are all committed.
+Erasures and splits are recorded by their offset too (identity_erasures, identity_splits), so a replayed
+one publishes what it first did.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from prometheus_client import start_http_server
 from pydantic import TypeAdapter, ValidationError
 
-from services.identity.domain import Change, Graph, IdentityRules, apply, decide, identifiers_of
-from services.identity.metrics import BATCH_SIZE, BLOCKED, CHANGES, ERASED, RESOLVED, RESOLVER_LAG, UNREADABLE
+from services.identity.domain import Change, Graph, IdentityRules, apply, decide, goes_with, identifiers_of
+from services.identity.metrics import (
+    BATCH_SIZE,
+    BLOCKED,
+    CHANGES,
+    ERASED,
+    RESOLVED,
+    RESOLVER_LAG,
+    SPLIT_TOUCHES,
+    UNREADABLE,
+)
 from services.identity.settings import IdentitySettings
 from services.identity.store import Decided, IdentityStore, change_id
 from shared.db import create_pool
@@ -35,12 +48,14 @@ from shared.events import (
     IdentityInboundRecord,
     ProfileAbsorbed,
     ProfileMerged,
+    ProfileSplit,
+    SplitRequested,
     TouchEvent,
 )
 from shared.events import IdentityChangeKind as ChangeKind
 from shared.failures import while_unavailable
 from shared.identities import NORMALIZED
-from shared.kafka import origin_of, parked_headers, poll_batch
+from shared.kafka import create_consumer, origin_of, parked_headers, poll_batch
 from shared.purposes import erasure_of
 from shared.serialization import encode
 from shared.streams import create_batch_consumer, group_id
@@ -49,6 +64,7 @@ from shared.transactions import Parked, PartitionFenced, PartitionTransactions, 
 
 log = logging.getLogger(__name__)
 STAGE = "identity-resolver"
+InboundItem = IdentifiedTouch | ErasureRequested | SplitRequested
 
 
 class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -60,6 +76,7 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
         transactions: PartitionTransactions,
     ) -> None:
         self.consumer, self.store, self.transactions = consumer, store, transactions
+        self.settings = settings
         self.rules: IdentityRules = settings.rules()
         # Only the first batch after taking the partition can be one a previous owner wrote to PostgreSQL
         # and never committed to Kafka: it alone looks resolutions up, not every batch.
@@ -68,6 +85,7 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
             "log": settings.topic(CUSTOMER_LOG),
             "changes": settings.topic(IDENTITY_CHANGES),
             "dlq": settings.topic(TOUCH_DLQ),
+            "inbound": settings.topic(IDENTITY_INBOUND),
         }
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -89,9 +107,14 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
         outputs: dict[str, list[tuple[bytes, bytes]]] = {self.topics["log"]: [], self.topics["changes"]: []}
         decided: list[Decided] = []
         for run in _runs(items):
-            if isinstance(run, tuple):
-                outputs[self.topics["log"]] += await self._erase(*run)
+            if isinstance(run, tuple) and isinstance(run[1], ErasureRequested):
+                outputs[self.topics["log"]] += await self._erase(run[0], run[1])
                 continue
+            if isinstance(run, tuple) and isinstance(run[1], SplitRequested):
+                for topic, produced in (await self._split(run[0], run[1])).items():
+                    outputs[topic] += produced
+                continue
+            assert isinstance(run, dict)
             resolved = await self._decided(run, written)
             decided += resolved
             for topic, produced in outputs_of(resolved, run, self.topics).items():
@@ -124,10 +147,53 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
             )
         ]
 
+    async def _split(self, offset: int, request: SplitRequested) -> dict[str, Records]:
+        """Undoes a wrong merge: the identifier and the touches that go with it leave the profile. They are
+        logged again for the profile the identifier goes to, read back from identity.inbound (kept
+        forever for this), and a ProfileSplit tells the projections to drop them where they were."""
+        split = await while_unavailable(
+            lambda: self.store.split(offset, request, partial(goes_with, rules=self.rules)), "identity graph"
+        )
+        if split is None:
+            log.warning("split refused: not that profile's to split", extra={"split_id": request.split_id})
+            return {}
+        touches = await _read_back(self.settings, self.topics["inbound"], [o for o, _, _ in split.moved])
+        cause = change_id(request.split_id, 0)
+        change = IdentityChange(
+            change_id=cause,
+            change=ChangeKind.SPLIT,
+            profile_id=split.split_off,
+            other_profile_id=split.profile,
+            identifier_kind=request.identifier_kind,
+            identifier_value=request.identifier_value,
+            caused_by=request.split_id,
+            at=request.requested_at,
+        )
+        notice = ProfileSplit(
+            change_id=cause,
+            customer_id=split.profile,
+            split_off=split.split_off,
+            identifier_kind=request.identifier_kind,
+            identifier_value=request.identifier_value,
+            event_ids=[event for _, event, _ in split.moved],
+            detached_from=sorted({was for _, _, was in split.moved} - {split.profile, split.split_off}),
+            caused_by=request.split_id,
+            at=request.requested_at,
+        )
+        logged = [(split.profile.encode(), encode(notice))]
+        logged += [
+            (split.split_off.encode(), resolved(touches[o], split.split_off)) for o, _, _ in split.moved
+        ]
+        SPLIT_TOUCHES.inc(len(split.moved))
+        return {
+            self.topics["log"]: logged,
+            self.topics["changes"]: [(split.split_off.encode(), encode(change))],
+        }
+
     def _decoded(
         self, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[dict[int, IdentifiedTouch | ErasureRequested], list[Parked]]:
-        items: dict[int, IdentifiedTouch | ErasureRequested] = {}
+    ) -> tuple[dict[int, InboundItem], list[Parked]]:
+        items: dict[int, InboundItem] = {}
         parked = []
         for record in records:
             try:
@@ -162,7 +228,7 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
             else:
                 profile, changes = _decide(graph, named[offset], touch, self.rules)
             apply(graph, changes)
-            decision = Decided(offset, touch.event_id, profile, changes, touch.received_at)
+            decision = Decided(offset, touch.event_id, profile, changes, touch.received_at, named[offset])
             decided.append(decision)
             if offset not in written:
                 new.append(decision)
@@ -171,12 +237,33 @@ class Resolver(ConsumerRebalanceListener):  # type: ignore[misc]
         return decided
 
 
-_inbound = TypeAdapter[IdentifiedTouch | ErasureRequested](IdentityInboundRecord)
-Run = dict[int, IdentifiedTouch] | tuple[int, ErasureRequested]
+_inbound = TypeAdapter[InboundItem](IdentityInboundRecord)
+Run = dict[int, IdentifiedTouch] | tuple[int, ErasureRequested | SplitRequested]
 
 
-def _runs(items: dict[int, IdentifiedTouch | ErasureRequested]) -> list[Run]:
-    """The batch in order, as runs of touches decided together and the erasures between them."""
+async def _read_back(
+    settings: IdentitySettings, topic: str, offsets: list[int]
+) -> dict[int, IdentifiedTouch]:
+    """Touches of identity.inbound by their offsets (a split's, so few)."""
+    consumer = create_consumer(settings, group_id=None)
+    partition = TopicPartition(topic, 0)
+    await consumer.start()
+    try:
+        consumer.assign([partition])
+        touches: dict[int, IdentifiedTouch] = {}
+        for offset in offsets:
+            consumer.seek(partition, offset)
+            record = await asyncio.wait_for(consumer.getone(partition), timeout=30)
+            item = _inbound.validate_json(record.value or b"", context=NORMALIZED)
+            if isinstance(item, IdentifiedTouch):
+                touches[offset] = item
+        return touches
+    finally:
+        await consumer.stop()
+
+
+def _runs(items: dict[int, InboundItem]) -> list[Run]:
+    """The batch in order, as runs of touches decided together and the erasures and splits between them."""
     runs: list[Run] = []
     touches: dict[int, IdentifiedTouch] = {}
     for offset, item in items.items():
@@ -206,13 +293,7 @@ def outputs_of(
     logged: list[tuple[bytes, bytes]] = []
     changes: list[tuple[bytes, bytes]] = []
     for decision in decided:
-        touch = touches[decision.offset]
-        # Built from a validated touch and a valid profile id: validating it again would cost ~60 us.
-        fields = touch.model_dump(exclude={"schema_version", "kind", "customer_id"})
-        event = TouchEvent.model_construct(
-            **fields, customer_id=decision.profile, schema_version=2, kind="touch"
-        )
-        logged.append((decision.profile.encode(), encode(event)))
+        logged.append((decision.profile.encode(), resolved(touches[decision.offset], decision.profile)))
         for n, change in enumerate(decision.changes):
             wire = _wire(change, n, decision)
             changes.append((change.profile.encode(), encode(wire)))
@@ -225,6 +306,13 @@ def outputs_of(
                 )
                 logged.append((wire.profile_id.encode(), encode(absorbed)))
     return {topics["log"]: logged, topics["changes"]: changes}
+
+
+def resolved(touch: IdentifiedTouch, profile: str) -> bytes:
+    """The touch as the customer log holds it, for its profile (version 2)."""
+    # Built from a validated touch and a valid profile id: validating it again would cost ~60 us.
+    fields = touch.model_dump(exclude={"schema_version", "kind", "customer_id"})
+    return encode(TouchEvent.model_construct(**fields, customer_id=profile, schema_version=2, kind="touch"))
 
 
 def _merged(change: IdentityChange, absorbed: str) -> ProfileMerged:

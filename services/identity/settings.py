@@ -10,6 +10,7 @@ class IdentitySettings(StreamSettings):
     identity_host: str = "127.0.0.1"
     identity_port: int = 8005
     identity_worker_metrics_port: int = 9106
+    identity_publish_timeout_seconds: float = 10.0
     # Records per resolver batch: one graph read, one PostgreSQL transaction, one Kafka transaction.
     identity_batch_max: int = 2000
     identity_limits: dict[str, int] = Field(

@@ -4,17 +4,19 @@ Idempotent by its progress: a batch's links, changes, redirects and resolutions 
 keyed by the touch's offset or change id, so a batch written again changes nothing (ON CONFLICT).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
+import orjson
 
-from services.identity.domain import Change, Graph, Identifier
+from services.identity.domain import Change, Graph, Identifier, split_profile
 from shared.db import answers
 from shared.events import IdentityChangeKind as ChangeKind
+from shared.events import SplitRequested
 from shared.identities import CUSTOMER_ID
-from shared.profiles import ABSORBED_BY, profile_ids
+from shared.profiles import ABSORBED_BY, PROFILE_IDS, profile_ids
 
 
 class Decided(NamedTuple):
@@ -25,6 +27,7 @@ class Decided(NamedTuple):
     profile: str
     changes: list[Change]
     at: datetime
+    identifiers: Sequence[Identifier] = ()  # what it carried, strongest first
 
 
 _OWNERS = """
@@ -59,10 +62,26 @@ SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[
 ON CONFLICT (change_id) DO NOTHING
 """
 _RESOLVE = """
-INSERT INTO identity_resolutions (log_offset, event_id, profile_id)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
+INSERT INTO identity_resolutions (log_offset, event_id, profile_id, identifiers)
+SELECT o, e, p, string_to_array(i, chr(31))
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS r(o, e, p, i)
 ON CONFLICT (log_offset) DO NOTHING
 """
+_SPLIT_BEFORE = "SELECT profile_id, split_off, moved FROM identity_splits WHERE log_offset = $1"
+_CARRIED = """
+SELECT log_offset, event_id, profile_id, identifiers FROM identity_resolutions
+WHERE profile_id = ANY($1::text[]) AND $2 = ANY(identifiers) ORDER BY log_offset
+"""
+_SPLIT = (
+    """UPDATE identity_links SET profile_id = $3, linked_at = $4, caused_by = $5
+    WHERE kind = $1 AND value = $2""",
+    "DELETE FROM identity_redirects WHERE absorbed = $1",
+    "UPDATE identity_resolutions SET profile_id = $2 WHERE log_offset = ANY($1::bigint[])",
+    """INSERT INTO identity_changes
+        (change_id, log_offset, change, profile_id, other_profile_id, kind, value, caused_by, at)
+    VALUES ($1, $2, 'split', $3, $4, $5, $6, $7, $8) ON CONFLICT (change_id) DO NOTHING""",
+    "INSERT INTO identity_splits (log_offset, profile_id, split_off, moved) VALUES ($1, $2, $3, $4)",
+)
 
 
 _HOLDER = "SELECT profile_id FROM identity_links WHERE kind = $1 AND value = $2"
@@ -86,6 +105,23 @@ _FORGET = (
     "DELETE FROM identity_redirects WHERE survivor = ANY($1::text[]) OR absorbed = ANY($1::text[])",
 )
 _ERASED = "INSERT INTO identity_erasures (log_offset, absorbed) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+
+
+class Split(NamedTuple):
+    """A split carried out: `identifier` left `profile` for `split_off`, and these touches went with it."""
+
+    profile: str
+    split_off: str
+    moved: list[tuple[int, str, str]]  # inbound offset, event_id, the profile it had been resolved to
+
+
+def _carried(identifier: Identifier) -> str:
+    return f"{identifier[0]}:{identifier[1]}"
+
+
+def _identifier(carried: str) -> Identifier:
+    kind, _, value = carried.partition(":")
+    return kind, value
 
 
 class ProfileIdentities(NamedTuple):
@@ -170,7 +206,11 @@ class IdentityStore:
                 [d.at for d, _, _ in changes],
             )
             await connection.execute(
-                _RESOLVE, [d.offset for d in batch], [d.event_id for d in batch], [d.profile for d in batch]
+                _RESOLVE,
+                [d.offset for d in batch],
+                [d.event_id for d in batch],
+                [d.profile for d in batch],
+                ["\x1f".join(_carried(i) for i in d.identifiers) for d in batch],
             )
 
     async def survivor(self, profile: str) -> str:
@@ -204,6 +244,42 @@ class IdentityStore:
                 await connection.execute(statement, [profile, *absorbed])
             await connection.execute(_ERASED, offset, absorbed)
             return absorbed
+
+    async def split(
+        self,
+        offset: int,
+        request: SplitRequested,
+        goes_with: Callable[[Sequence[Identifier], Identifier], bool],
+    ) -> Split | None:
+        """Moves the identifier, and the touches that go with it (`goes_with`), to the profile it would
+        have made alone, as first carried out at `offset`; None when it is not the profile's to split."""
+        identifier = (request.identifier_kind, request.identifier_value)
+        async with self._pool.acquire() as connection, connection.transaction():
+            done = await connection.fetchrow(_SPLIT_BEFORE, offset)
+            if done is not None:
+                moved = [(o, e, p) for o, e, p in orjson.loads(done["moved"])]
+                return Split(done["profile_id"], done["split_off"], moved)
+            row = await connection.fetchrow(PROFILE_IDS, request.customer_id)
+            survivor, absorbed = (row["id"], list(row["absorbed"])) if row else (request.customer_id, [])
+            split_off = split_profile(survivor, identifier)
+            if split_off is None or await connection.fetchval(_HOLDER, *identifier) != survivor:
+                return None
+            carried = await connection.fetch(_CARRIED, [survivor, *absorbed], _carried(identifier))
+            moved = [
+                (r["log_offset"], r["event_id"], r["profile_id"])
+                for r in carried
+                if goes_with([_identifier(i) for i in r["identifiers"]], identifier)
+            ]
+            at, cause = request.requested_at, request.split_id
+            link, unredirect, resolve, change, record = _SPLIT
+            await connection.execute(link, *identifier, split_off, at, cause)
+            await connection.execute(unredirect, split_off)
+            await connection.execute(resolve, [o for o, _, _ in moved], split_off)
+            await connection.execute(
+                change, change_id(cause, 0), offset, split_off, survivor, *identifier, cause, at
+            )
+            await connection.execute(record, offset, survivor, split_off, orjson.dumps(moved).decode())
+            return Split(survivor, split_off, moved)
 
     async def ready(self) -> bool:
         return await answers(self._pool)

@@ -27,6 +27,7 @@ from shared.events import (
     MembershipReason,
     MembershipTransition,
     ProfileMerged,
+    ProfileSplit,
     TouchEvent,
 )
 from shared.purposes import may_project, must_erase
@@ -247,6 +248,26 @@ def on_merge(
     return leaving, joined
 
 
+def on_split(
+    state: CustomerState | None, keys: frozenset[int], definitions: Definitions, now: int
+) -> Outcome:
+    """Touches split off with an identifier leave the profile's digest, which is evaluated again over what
+    it keeps (the touches are logged again for the profile they go to, and count there)."""
+    if state is None:
+        return Outcome(None)
+
+    def drop(settled: CustomerState) -> Outcome:
+        kept = [point for point in settled.points.points if point.key not in keys]
+        return Outcome(replace(settled, points=Digest(recent=kept)))
+
+    return chain(
+        state,
+        lambda current: settle(current, definitions, now),
+        drop,
+        reconcile(definitions.live(), now, MembershipReason.IDENTITY_SPLIT),
+    )
+
+
 def next_change_at(state: CustomerState, definitions: Definitions) -> int | None:
     """When the timer must wake this customer: their next boundary."""
     return state.points.next_boundary(definitions.windows(), state.evaluated_at)
@@ -300,7 +321,23 @@ class MergeNotice(NamedTuple):
         return self.absorbed if self.sealed else self.survivor
 
 
-def item_of(record: AllowedRecord, properties: frozenset[str]) -> AllowedItem | MergeNotice:
+class SplitNotice(NamedTuple):
+    """An identifier was split off the profile, and these touches (by key) went with it."""
+
+    customer_id: str
+    split_off: str
+    keys: frozenset[int]
+
+
+# What the evaluator reads off the allowed stream.
+Item = AllowedItem | MergeNotice | SplitNotice
+IDENTITY_NOTICES = ("merged", "absorbed", "split")
+
+
+def item_of(record: AllowedRecord, properties: frozenset[str]) -> Item:
+    if isinstance(record, ProfileSplit):
+        keys = frozenset(fingerprint(event_id) for event_id in record.event_ids)
+        return SplitNotice(record.customer_id, record.split_off, keys)
     if isinstance(record, ProfileMerged):
         return MergeNotice(record.customer_id, record.survivor, sealed=True, allowed=True)
     if isinstance(record, AbsorbedMarker):
@@ -314,7 +351,7 @@ def item_of(record: AllowedRecord, properties: frozenset[str]) -> AllowedItem | 
     )
 
 
-def parse_allowed(value: bytes, properties: frozenset[str]) -> AllowedItem | MergeNotice:
+def parse_allowed(value: bytes, properties: frozenset[str]) -> Item:
     """An allowed-stream record straight into what the evaluator needs, without building models.
 
     Only the consent filter writes `customer.allowed`, from records validated on entry; validating them
@@ -322,7 +359,7 @@ def parse_allowed(value: bytes, properties: frozenset[str]) -> AllowedItem | Mer
     (`item_of`) for every valid record; an unknown version is refused, and the caller falls back.
     """
     raw = allowed_fields(value)
-    if raw["kind"] in ("merged", "absorbed"):  # rare: read through the models
+    if raw["kind"] in IDENTITY_NOTICES:  # rare: read through the models
         return item_of(decode_allowed(value), properties)
     if raw["kind"] == "erase":
         return AllowedItem(

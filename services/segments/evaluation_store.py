@@ -78,6 +78,7 @@ WITH RECURSIVE holders (profile, allowed, depth) AS (
 SELECT profile, allowed FROM holders ORDER BY depth DESC LIMIT 1
 """
 _MERGED = "UPDATE segment_merges SET merged = true WHERE absorbed = $1"
+_UNMERGED = "DELETE FROM segment_merges WHERE absorbed = $1"
 _NEW_EPOCH = "UPDATE segment_customers SET epoch = epoch + 1 WHERE customer_id = $1"
 _FORGET_MERGES = "DELETE FROM segment_merges WHERE absorbed = ANY($1::text[]) OR survivor = ANY($1::text[])"
 _FORGET_CUSTOMERS = "DELETE FROM segment_customers WHERE customer_id = ANY($1::text[])"
@@ -305,6 +306,10 @@ class Evaluation:
         """The merge is carried out; every other worker's cached digest of the holder is stale."""
         await self.connection.execute(_MERGED, absorbed)
         await self.connection.execute(_NEW_EPOCH, holder)
+
+    async def unmerged(self, split_off: str) -> None:
+        """A split gave `split_off` its own life again: merges into it stop redirecting."""
+        await self.connection.execute(_UNMERGED, split_off)
 
     async def _write(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement over column arrays; none at all for no rows (the timer mostly finds none)."""

@@ -22,13 +22,16 @@ from services.segments.definitions import DefinitionsFeed
 from services.segments.domain import (
     AllowedItem,
     CustomerState,
+    Item,
     MergeNotice,
     Outcome,
+    SplitNotice,
     decide,
     inputs_of,
     item_of,
     next_change_at,
     on_merge,
+    on_split,
     parse_allowed,
     settle,
 )
@@ -109,15 +112,13 @@ class Evaluator:
 
     async def _park(
         self,
-        unstorable: tuple["ConsumerRecord[bytes, bytes]", AllowedItem | MergeNotice],
+        unstorable: tuple["ConsumerRecord[bytes, bytes]", Item],
         error: BaseException,
     ) -> None:
         UNSTORABLE.inc()
         await self.dead_letter(unstorable[0], repr(error))
 
-    async def _evaluate_batch(
-        self, readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem | MergeNotice]]
-    ) -> int:
+    async def _evaluate_batch(self, readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", Item]]) -> int:
         """Evaluates a batch (or, while isolating a data error, part of one) in one transaction.
 
         A part holds a prefix or a suffix of each partition's records, so tracking offsets only advance.
@@ -145,7 +146,7 @@ class Evaluator:
     async def _decide_batch(
         self,
         evaluation: Evaluation,
-        readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", AllowedItem | MergeNotice]],
+        readable: Sequence[tuple["ConsumerRecord[bytes, bytes]", Item]],
     ) -> dict[str, Outcome | None]:
         """The batch's records in order, each run of touches decided together and each merge on its own;
         the last outcome per customer (None: not to be cached)."""
@@ -153,11 +154,13 @@ class Evaluator:
         applied = await evaluation.offsets(self.allowed_topic, partitions)
         fresh = [item for origin, item in readable if origin.offset >= applied.get(origin.partition, 0)]
         outcomes: dict[str, Outcome | None] = {}
-        for is_merge, run in groupby(fresh, key=lambda item: isinstance(item, MergeNotice)):
-            if is_merge:
+        for is_notice, run in groupby(fresh, key=lambda item: not isinstance(item, AllowedItem)):
+            if is_notice:
                 for notice in run:
-                    assert isinstance(notice, MergeNotice)
-                    outcomes |= dict.fromkeys(await self._merge(evaluation, notice))
+                    if isinstance(notice, MergeNotice):
+                        outcomes |= dict.fromkeys(await self._merge(evaluation, notice))
+                    elif isinstance(notice, SplitNotice):
+                        outcomes[notice.customer_id] = await self._split(evaluation, notice)
             else:
                 outcomes |= await self._decide_run(evaluation, [i for i in run if isinstance(i, AllowedItem)])
         return outcomes
@@ -196,6 +199,14 @@ class Evaluator:
         )
         await evaluation.merged(due.absorbed, holder)
         return [due.absorbed, holder]
+
+    async def _split(self, evaluation: Evaluation, notice: SplitNotice) -> Outcome:
+        before = await self._lock_current(evaluation, evaluation.lock([notice.customer_id], self.cache.get))
+        definitions = self.feed.definitions
+        outcome = on_split(before.get(notice.customer_id), notice.keys, definitions, self.clock.now())
+        await self._save(evaluation, before, {notice.customer_id: outcome}, definitions, {}, "split")
+        await evaluation.unmerged(notice.split_off)
+        return outcome
 
     @property
     def horizon(self) -> int:

@@ -10,7 +10,15 @@ import orjson
 from pydantic import TypeAdapter
 
 from shared.cursors import decode_cursor, encode_cursor
-from shared.events import AllowedRecord, AllowedTouch, EraseMarker, Identifier, Timestamp, TouchEvent
+from shared.events import (
+    AllowedRecord,
+    AllowedTouch,
+    EraseMarker,
+    Identifier,
+    ProfileSplit,
+    Timestamp,
+    TouchEvent,
+)
 from shared.purposes import may_project, must_erase
 from shared.serialization import allowed_fields
 
@@ -40,10 +48,21 @@ class Erase(NamedTuple):
     purposes: frozenset[str]
 
 
+class Detach(NamedTuple):
+    """A split: these touches leave the profiles (the one split and those merged into it)."""
+
+    customer_ids: tuple[str, ...]
+    event_ids: frozenset[str]
+
+
 # None: a merge notice. The timeline joins merged profiles when it reads them (shared/profiles.py), so a
 # merge moves nothing here.
-AllowedItem = Touch | Erase | None
+AllowedItem = Touch | Erase | Detach | None
 MERGE_NOTICES = frozenset({"merged", "absorbed"})
+
+
+def _detach(split: ProfileSplit) -> Detach:
+    return Detach((split.customer_id, *split.detached_from), frozenset(split.event_ids))
 
 
 def item_of(record: AllowedRecord) -> AllowedItem:
@@ -51,6 +70,8 @@ def item_of(record: AllowedRecord) -> AllowedItem:
         return Erase(record.customer_id, frozenset(record.purposes))
     if isinstance(record, AllowedTouch):
         return Touch(row_of(record.event), frozenset(record.purposes))
+    if isinstance(record, ProfileSplit):
+        return _detach(record)
     return None
 
 
@@ -67,6 +88,8 @@ def parse_allowed(value: bytes) -> AllowedItem:
         return Erase(raw["customer_id"], frozenset(raw["purposes"]))
     if raw["kind"] in MERGE_NOTICES:
         return None
+    if raw["kind"] == "split":
+        return _detach(ProfileSplit.model_validate_json(value))
     event = raw["event"]
     row = TimelineRow(
         event["customer_id"],
@@ -83,10 +106,12 @@ def parse_allowed(value: bytes) -> AllowedItem:
 
 @dataclass
 class BatchPlan:
-    """What one batch does, in this order: delete erased customers' rows, then insert new rows."""
+    """What one batch does, in this order: delete erased customers' rows, detach split-off touches, then
+    insert new rows."""
 
     erase: set[str] = field(default_factory=set)
     rows: dict[tuple[str, str], TimelineRow] = field(default_factory=dict)
+    detach: list[Detach] = field(default_factory=list)
 
 
 def row_of(event: TouchEvent) -> TimelineRow:
@@ -111,6 +136,13 @@ def plan_batch(items: Sequence[AllowedItem]) -> BatchPlan:
             if must_erase(PROJECTION, item.purposes):
                 plan.erase.add(item.customer_id)
                 plan.rows = {key: row for key, row in plan.rows.items() if key[0] != item.customer_id}
+        elif isinstance(item, Detach):
+            plan.detach.append(item)
+            plan.rows = {
+                key: row
+                for key, row in plan.rows.items()
+                if not (key[0] in item.customer_ids and key[1] in item.event_ids)
+            }
         elif item is not None and may_project(PROJECTION, item.purposes):
             plan.rows.setdefault((item.row.customer_id, item.row.event_id), item.row)
     return plan

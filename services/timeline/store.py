@@ -38,8 +38,11 @@ _STAGING_COLUMNS = (
     "source",
 )
 
-# Inserted rows feed the profile in the same statement, so the profile counts exactly the rows stored.
-_INSERT_AND_SUMMARISE = """
+_PURCHASE_TOTALS = """count(*) FILTER (WHERE type = 'purchase'),
+           coalesce(sum((properties->>'amount')::numeric)
+                    FILTER (WHERE type = 'purchase' AND jsonb_typeof(properties->'amount') = 'number'), 0)"""
+_INSERT_AND_SUMMARISE = (
+    """
 WITH inserted AS (
     INSERT INTO {g}.events
         (customer_id, occurred_at, event_id, type, channel, properties, received_at, source)
@@ -49,10 +52,9 @@ WITH inserted AS (
     RETURNING customer_id, occurred_at, type, channel, properties
 ), profiles AS (
     INSERT INTO {g}.profiles AS p
-    SELECT customer_id, min(occurred_at), max(occurred_at), count(*),
-           count(*) FILTER (WHERE type = 'purchase'),
-           coalesce(sum((properties->>'amount')::numeric)
-                    FILTER (WHERE type = 'purchase' AND jsonb_typeof(properties->'amount') = 'number'), 0)
+    SELECT customer_id, min(occurred_at), max(occurred_at), count(*), """
+    + _PURCHASE_TOTALS
+    + """
     FROM inserted GROUP BY customer_id
     ON CONFLICT (customer_id) DO UPDATE SET
         first_seen = least(p.first_seen, excluded.first_seen),
@@ -69,6 +71,22 @@ WITH inserted AS (
 )
 SELECT count(*) FROM inserted
 """
+)
+
+# A split's touches leave their profiles; those profiles' summaries are counted again from what is left.
+_DETACH = (
+    "DELETE FROM {g}.events WHERE customer_id = ANY($1) AND event_id = ANY($2)",
+    "DELETE FROM {g}.profiles WHERE customer_id = ANY($1)",
+    "DELETE FROM {g}.profile_counts WHERE customer_id = ANY($1)",
+    "INSERT INTO {g}.profiles SELECT customer_id, min(occurred_at), max(occurred_at), count(*), "
+    + _PURCHASE_TOTALS
+    + " FROM {g}.events WHERE customer_id = ANY($1) GROUP BY customer_id",
+    "INSERT INTO {g}.profile_counts"
+    " SELECT customer_id, 'channel', channel, count(*) FROM {g}.events WHERE customer_id = ANY($1)"
+    " GROUP BY customer_id, channel"
+    " UNION ALL SELECT customer_id, 'type', type, count(*) FROM {g}.events WHERE customer_id = ANY($1)"
+    " GROUP BY customer_id, type",
+)
 
 _PAGE = """
 SELECT event_id, customer_id, type, channel, occurred_at, properties::text AS properties, received_at, source
@@ -146,6 +164,12 @@ class TimelineStore:
                 erased += [row[0] for row in await connection.fetch(ABSORBED_BY, erased)]
                 for table in ("events", "profiles", "profile_counts"):
                     await connection.execute(f"DELETE FROM {g}.{table} WHERE customer_id = ANY($1)", erased)
+            for detached in plan.detach:
+                customers = list(detached.customer_ids)
+                delete_events, *recount = _DETACH
+                await connection.execute(delete_events.format(g=g), customers, list(detached.event_ids))
+                for statement in recount:
+                    await connection.execute(statement.format(g=g), customers)
             if not plan.rows:
                 return 0
             await connection.execute(

@@ -18,6 +18,7 @@ from segment.analytics import Client as SegmentClient
 from services.consent.api import create_app as consent_app
 from services.consent.settings import ConsentSettings
 from services.identity.api import create_app as identity_app
+from services.identity.domain import anonymous_profile
 from services.identity.settings import IdentitySettings
 from services.ingest.api import create_app as ingest_app
 from services.ingest.settings import IngestSettings
@@ -35,6 +36,7 @@ WRITER = {"Authorization": "Bearer test-writer"}
 DPO = {"Authorization": "Bearer test-dpo"}
 CRM = {"Authorization": "Bearer test-reader"}
 MARKETER = {"Authorization": "Bearer test-marketer"}
+STEWARD = {"Authorization": "Bearer test-steward"}
 START = datetime(2026, 11, 1, 9, tzinfo=UTC)
 NODE_CHECK = ROOT / "tests/segment_node"  # `make test` installs its packages
 
@@ -378,11 +380,15 @@ async def test_segment_membership_follows_a_merge_over_the_joined_history(
             identities={"anonymous_id": anonymous},
         )
 
+        # Topic order holds per profile, not across partitions: compared as each profile's own sequence.
         changes = await changes_until(kafka, {visitor, customer}, 4)
-        assert {(c.customer_id, c.segment_id, c.transition, c.reason) for c in changes[1:]} == {
-            (visitor, visitors, "exited", "identity_merged"),
-            (customer, visitors, "entered", "identity_merged"),
-            (customer, buyers, "entered", "identity_merged"),
+        assert [(c.segment_id, c.transition, c.reason) for c in changes if c.customer_id == visitor] == [
+            (visitors, "entered", "event"),
+            (visitors, "exited", "identity_merged"),
+        ]
+        assert {(c.segment_id, c.transition, c.reason) for c in changes if c.customer_id == customer} == {
+            (visitors, "entered", "identity_merged"),
+            (buyers, "entered", "identity_merged"),
         }
 
         async def members(segment: str) -> list[str]:
@@ -391,3 +397,110 @@ async def test_segment_membership_follows_a_merge_over_the_joined_history(
 
         assert await members(visitors) == [customer]
         assert await members(buyers) == [customer]
+
+
+async def test_a_split_moves_the_touches_the_identifier_decided_back_out_and_membership_follows(
+    clients: Clients,
+    consent: httpx.AsyncClient,
+    segment_evaluator: ServiceProcess,
+    kafka: TouchlineSettings,
+    unique: str,
+) -> None:
+    """A store purchase known only by a loyalty card joins a customer when the card is linked to them;
+    the card was not theirs: splitting it off gives the purchase back to the card's own profile, in the
+    timeline, the profile summary and segments."""
+    customer, card = f"c-{unique}", f"L-{unique}"
+    card_profile = anonymous_profile(("loyalty_card", card))
+    buyers = f"card-buyers-{unique}"
+    rule = {"count": {"type": "purchase", "properties": {"campaign": unique}, "within": "60d"}, "gte": 1}
+    async with asgi_client(segments_api(SegmentsSettings())) as segments:
+        response = await segments.post(
+            "/v1/segments", json={"id": buyers, "name": buyers, "rule": rule}, headers=MARKETER
+        )
+        assert response.status_code == 201, response.text
+        for profile in (card_profile, customer):
+            granted = await consent.put(
+                f"/v1/customers/{profile}/consent/marketing", json={"status": "granted"}, headers=DPO
+            )
+            assert granted.status_code == 202, granted.text
+        now = int((datetime.now(UTC) - START).total_seconds() // 60)
+        await clients.touch(
+            f"{unique}-buy",
+            now - 30,
+            "store",
+            "purchase",
+            identities={"loyalty_card": card},
+            properties={"campaign": unique, "amount": 30},
+        )
+        [entered] = await changes_until(kafka, {card_profile}, 1)
+        assert (entered.transition, entered.reason) == ("entered", "event")
+        await clients.touch(
+            f"{unique}-link",
+            now - 20,
+            "store",
+            "loyalty.linked",
+            customer_id=customer,
+            identities={"loyalty_card": card},
+        )
+        joined = [f"{unique}-link", f"{unique}-buy"]
+        assert await eventually(lambda: clients.timeline_ids(customer), lambda ids: ids == joined) == joined
+        split = await clients.identity.post(
+            f"/v1/customers/{customer}/identities/split",
+            json={"kind": "loyalty_card", "value": card},
+            headers=STEWARD,
+        )
+        assert split.status_code == 202, split.text
+        assert split.json()["split_off"] == card_profile
+        assert await clients.eventually_held_by("loyalty_card", card, card_profile)
+        assert (
+            await eventually(lambda: clients.timeline_ids(customer), lambda ids: ids == joined[:1])
+            == joined[:1]
+        )
+        assert await clients.timeline_ids(card_profile) == [f"{unique}-buy"]
+        summary = (await clients.timeline.get(f"/v1/customers/{customer}/profile", headers=CRM)).json()
+        assert (summary["event_count"], summary["purchase_count"]) == (1, 0)
+
+        # Topic order holds per profile, not across partitions: compared as each profile's own sequence.
+        followed = await changes_until(kafka, {card_profile, customer}, 5)
+        assert [(c.transition, c.reason) for c in followed if c.customer_id == card_profile] == [
+            ("entered", "event"),
+            ("exited", "identity_merged"),
+            ("entered", "event"),
+        ]
+        assert [(c.transition, c.reason) for c in followed if c.customer_id == customer] == [
+            ("entered", "identity_merged"),
+            ("exited", "identity_split"),
+        ]
+        why = (await clients.identity.get(f"/v1/customers/{card_profile}/identities", headers=CRM)).json()
+        assert why["profile_id"] == card_profile, "the card's profile is its own again"
+        assert any(h["change"] == "split" and h["other_profile_id"] == customer for h in why["history"])
+
+
+async def test_a_split_is_refused_with_the_reason_when_the_identifier_cannot_leave(
+    clients: Clients, unique: str
+) -> None:
+    customer = f"c-{unique}"
+    await clients.touch(
+        f"{unique}-t", 0, "web", "login", customer_id=customer, identities={"email": f"{unique}@x.io"}
+    )
+    assert await clients.eventually_held_by("email", f"{unique}@x.io", customer)
+    split = clients.identity.post
+    own_id = await split(
+        f"/v1/customers/{customer}/identities/split",
+        json={"kind": "customer_id", "value": customer},
+        headers=STEWARD,
+    )
+    assert own_id.status_code == 409, own_id.text
+    assert "names its profile" in own_id.json()["message"]
+    not_held = await split(
+        f"/v1/customers/{customer}/identities/split",
+        json={"kind": "email", "value": "other@x.io"},
+        headers=STEWARD,
+    )
+    assert not_held.status_code == 404, not_held.text
+    wrong_scope = await split(
+        f"/v1/customers/{customer}/identities/split",
+        json={"kind": "email", "value": f"{unique}@x.io"},
+        headers=CRM,
+    )
+    assert wrong_scope.status_code == 403

@@ -63,6 +63,14 @@ ROUTES: list[tuple[str, str, str, str, str, object]] = [
         None,
     ),
     (
+        "identity",
+        "post",
+        "/v1/customers/{customer_id}/identities/split",
+        "identities:admin",
+        "/v1/customers/m1/identities/split",
+        {"kind": "email", "value": "a@b.io"},
+    ),
+    (
         "timeline",
         "get",
         "/v1/customers/{customer_id}/timeline",
@@ -148,7 +156,7 @@ def apps() -> dict[str, FastAPI]:
         "timeline": timeline_app(TimelineSettings(api_keys=KEYS)),
         "consent": consent_app(ConsentSettings(api_keys=KEYS), FakePublisher()),
         "segments": segments_app(SegmentsSettings(api_keys=KEYS), FakePublisher()),
-        "identity": identity_app(IdentitySettings(api_keys=KEYS)),
+        "identity": identity_app(IdentitySettings(api_keys=KEYS), FakePublisher()),
     }
 
 

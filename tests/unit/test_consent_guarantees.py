@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from random import Random
 from typing import cast
 
 from hypothesis import given, settings
@@ -27,6 +28,7 @@ from shared.events import (
     CustomerLogRecord,
     ProfileAbsorbed,
     ProfileMerged,
+    ProfileSplit,
     Purpose,
     TouchEvent,
 )
@@ -235,14 +237,35 @@ def merge(number: int, absorbed: str, survivor: str) -> ProfileMerged:
 
 
 @st.composite
-def merging_logs(draw: st.DrawFn) -> list[CustomerLogRecord]:
+def merging_logs(draw: st.DrawFn, splits: bool = True) -> list[CustomerLogRecord]:
     """A log in which `ann` is absorbed into `ben` at some point: ann says nothing after it, and ben's
     side of the merge comes somewhere after it, in ben's order."""
     before, after = draw(customer_logs()), draw(customer_logs())
     rest: list[CustomerLogRecord] = [r for r in after if r.customer_id != "ann"]
     absorbed = ProfileAbsorbed(change_id=f"m{len(before)}:0", customer_id="ben", absorbed="ann", at=AT)
     rest.insert(draw(st.integers(0, len(rest))), absorbed)
-    return [*before, merge(len(before), "ann", "ben"), *rest]
+    log = [*before, merge(len(before), "ann", "ben"), *rest]
+    if splits and draw(st.booleans()):
+        log += split_off_ann(log, draw(st.randoms(use_true_random=False)))
+    return log
+
+
+def split_off_ann(log: list[CustomerLogRecord], chooser: Random) -> list[CustomerLogRecord]:
+    """A split at the end of the log: some of the person's touches go back to ann, logged again for her."""
+    touches = [r for r in log if isinstance(r, TouchEvent) and r.customer_id in ("ann", "ben")]
+    moving = chooser.sample(touches, k=chooser.randint(0, len(touches)))
+    split = ProfileSplit(
+        change_id="s:0",
+        customer_id="ben",
+        split_off="ann",
+        identifier_kind="loyalty_card",
+        identifier_value="L-1",
+        event_ids=[t.event_id for t in moving],
+        detached_from=[],
+        caused_by="s",
+        at=AT,
+    )
+    return [split, *(t.model_copy(update={"customer_id": "ann"}) for t in moving if t.customer_id == "ben")]
 
 
 def with_carried_denials(log: list[CustomerLogRecord], defaults: Defaults) -> list[CustomerLogRecord]:
@@ -261,7 +284,7 @@ def with_carried_denials(log: list[CustomerLogRecord], defaults: Defaults) -> li
 
 
 @settings(max_examples=400)
-@given(log=merging_logs(), defaults=defaults_strategy)
+@given(log=merging_logs(splits=False), defaults=defaults_strategy)
 def test_a_denial_stated_on_either_side_of_a_merge_holds_after_it(
     log: list[CustomerLogRecord], defaults: Defaults
 ) -> None:
@@ -319,7 +342,7 @@ def test_each_side_of_a_merge_reaches_the_allowed_stream_with_the_survivors_cons
 
 @settings(max_examples=200)
 @given(log=merging_logs(), defaults=defaults_strategy)
-def test_g1_g2_hold_across_merges(log: list[CustomerLogRecord], defaults: Defaults) -> None:
+def test_g1_g2_hold_across_merges_and_splits(log: list[CustomerLogRecord], defaults: Defaults) -> None:
     filtered = with_carried_denials(log, defaults)
     outputs = run_filter(filtered, defaults, {})
     for projection in PROJECTION_PURPOSES:

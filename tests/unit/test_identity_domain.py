@@ -13,7 +13,9 @@ from services.identity.domain import (
     apply,
     decide,
     default_rules,
+    goes_with,
     identifiers_of,
+    split_profile,
 )
 from shared.events import IdentityChangeKind as ChangeKind
 from shared.identities import CUSTOMER_ID, may_be_absorbed
@@ -175,3 +177,19 @@ def test_a_graph_holding_only_what_a_touch_names_decides_as_the_whole_graph_does
 
 def survivor(graph: Graph, profile: str) -> str:
     return graph.merged_into.get(profile, profile)
+
+
+def test_a_touch_goes_with_a_split_off_identifier_only_when_that_decided_its_profile() -> None:
+    card, email, anonymous = ("loyalty_card", "L-1"), ("email", "a@b.io"), ("anonymous_id", "v-1")
+    assert goes_with([card], card, RULES)
+    assert goes_with([card, anonymous], card, RULES), "a card outranks a browser's id"
+    assert not goes_with([email, card], card, RULES), "the email decided it"
+    assert not goes_with([(CUSTOMER_ID, "c-1"), card], card, RULES)
+    assert not goes_with([], card, RULES)
+
+
+def test_a_split_off_identifier_goes_to_the_profile_it_would_have_made_alone() -> None:
+    card = ("loyalty_card", "L-1")
+    assert split_profile("c-1", card) == anonymous_profile(card)
+    assert split_profile(anonymous_profile(card), card) is None, "it made that profile: nothing to leave"
+    assert split_profile("c-1", (CUSTOMER_ID, "c-1")) is None

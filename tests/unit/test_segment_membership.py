@@ -21,6 +21,7 @@ from services.segments.domain import (
     next_change_at,
     on_merge,
     on_revocation,
+    on_split,
     on_touch,
     settle,
 )
@@ -101,6 +102,7 @@ steps = st.one_of(
     definitions,
     st.tuples(st.just("revoke"), st.sampled_from(CUSTOMERS)),
     st.tuples(st.just("merge"), st.sampled_from(CUSTOMERS), st.sampled_from(CUSTOMERS), st.booleans()),
+    st.tuples(st.just("split"), st.sampled_from(CUSTOMERS), st.integers(0, 2)),
 )
 scripts = st.builds(
     lambda first, rest: first + rest,
@@ -184,11 +186,25 @@ class Model:
         self.record(absorbed, leaving.state, leaving.changes)
         self.record(survivor, joined.state, joined.changes)
         taken = self.history.pop(absorbed, {})
-        if allowed and taken:
+        if allowed and before[0] is not None:
             self.history[survivor] = {**taken, **self.history.get(survivor, {})}
         caught_up = MembershipReason.WINDOW_EXPIRED  # boundaries passed on the way are what they are
         merged = [c for c in leaving.changes + joined.changes if c.reason != caught_up]
         assert all(c.reason == MembershipReason.IDENTITY_MERGED for c in merged)
+
+    def split(self, customer: str, remainder: int) -> None:
+        """An identifier split off: the touches it decided (here, those whose key leaves `remainder`
+        modulo 3) leave the customer's history."""
+        self.tick()
+        keys = frozenset(key for key in self.history.get(customer, {}) if key % 3 == remainder)
+        outcome = on_split(self.states.get(customer), keys, self.definitions, self.now)
+        self.record(customer, outcome.state, outcome.changes)
+        if customer in self.history:
+            self.history[customer] = {k: p for k, p in self.history[customer].items() if k not in keys}
+        caught_up = MembershipReason.WINDOW_EXPIRED
+        assert all(
+            c.reason == MembershipReason.IDENTITY_SPLIT for c in outcome.changes if c.reason != caught_up
+        )
 
     def from_scratch(self, customer: str) -> set[str]:
         """Segments are about known customers: those with a touch since their last revocation."""

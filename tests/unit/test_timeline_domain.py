@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.timeline.domain import BatchPlan, Cursor, item_of, parse_allowed, plan_batch, split_values
-from shared.events import AbsorbedMarker, AllowedTouch, EraseMarker, ProfileMerged, Purpose, TouchEvent
+from shared.events import (
+    AbsorbedMarker,
+    AllowedTouch,
+    EraseMarker,
+    ProfileMerged,
+    ProfileSplit,
+    Purpose,
+    TouchEvent,
+)
 from shared.serialization import decode_allowed, encode
 from tests.consent_model import ProjectionModel
 from tests.strategies import storable_text
@@ -159,3 +167,23 @@ def test_merge_notices_move_nothing_in_the_timeline_which_joins_merged_profiles_
         assert item_of(decode_allowed(encode(notice))) is None
     batch = plan_batch([item_of(touch("e-1", "profile:x")), None, item_of(touch("e-2", "ann"))])
     assert sorted(batch.rows) == [("ann", "e-2"), ("profile:x", "e-1")]
+
+
+def test_a_split_detaches_its_touches_from_the_profiles_it_names_and_from_the_batch() -> None:
+    split = ProfileSplit(
+        change_id="s-1:0",
+        customer_id="ann",
+        split_off="profile:card",
+        identifier_kind="loyalty_card",
+        identifier_value="L-1",
+        event_ids=["e-1", "e-2"],
+        detached_from=["profile:old"],
+        caused_by="s-1",
+        at=AT,
+    )
+    assert parse_allowed(encode(split)) == item_of(decode_allowed(encode(split)))
+    records = [touch("e-1", "ann"), touch("e-3", "ann"), touch("e-1", "profile:card")]
+    batch = plan_batch([*map(item_of, records[:2]), parse_allowed(encode(split)), item_of(records[2])])
+    assert sorted(batch.rows) == [("ann", "e-3"), ("profile:card", "e-1")]
+    [detached] = batch.detach
+    assert (detached.customer_ids, detached.event_ids) == (("ann", "profile:old"), frozenset({"e-1", "e-2"}))
