@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, TypeAdapter
 
 from services.segments.evaluation import rule_problems
 from services.segments.settings import SegmentsSettings
@@ -86,6 +86,22 @@ class MemberView(BaseModel):
 class MembersPage(BaseModel):
     segment_id: str
     members: list[MemberView]
+    next_cursor: str | None
+
+
+class ChangeView(BaseModel):
+    customer_id: str
+    transition: str = Field(description="`entered` or `exited`.")
+    at: datetime
+    reason: str = Field(
+        description="Why: `event`, `time`, `consent`, `identity_merged`, `identity_split`, ..."
+    )
+    segment_version: int
+
+
+class ChangesPage(BaseModel):
+    segment_id: str
+    changes: list[ChangeView]
     next_cursor: str | None
 
 
@@ -302,6 +318,37 @@ async def segment_members(
     ]
     next_cursor = encode_cursor(page[limit - 1].customer_id) if len(page) > limit else None
     return MembersPage(segment_id=segment_id, members=members, next_cursor=next_cursor)
+
+
+@membership.get("/v1/segments/{segment_id}/changes", response_model=ChangesPage, responses=ERRORS | NOT_FOUND)
+async def segment_changes(
+    segment_id: IdentifierPath, _: Reader, store: Store, limit: Limit = 100, cursor: CursorQuery = None
+) -> Any:
+    """Membership changes, newest first, as they were published on `segment.membership`: the feed a
+    marketer watches. Follow `next_cursor` for older ones."""
+    try:
+        (before,) = decode_cursor(cursor, _SEQUENCE) if cursor else (None,)
+    except ValueError as error:
+        return invalid_parameter("cursor", str(error))
+    if not await store.definition(segment_id):
+        return _not_found(segment_id)
+    page = await store.changes(segment_id, before, limit + 1)
+    changes = [
+        ChangeView(
+            customer_id=c.customer_id,
+            transition=c.transition,
+            at=c.at,
+            reason=c.reason,
+            segment_version=c.version,
+        )
+        for c in page[:limit]
+    ]
+    next_cursor = encode_cursor(page[limit - 1].sequence) if len(page) > limit else None
+    return ChangesPage(segment_id=segment_id, changes=changes, next_cursor=next_cursor)
+
+
+# A change's place in the outbox's sequence: never negative, never past PostgreSQL's bigint.
+_SEQUENCE = TypeAdapter(tuple[Annotated[StrictInt, Field(ge=0, lt=2**63)]])
 
 
 @membership.get(

@@ -47,6 +47,17 @@ class SegmentStore:
         )
         return [Member(*row) for row in rows]
 
+    async def changes(self, segment_id: str, before: int | None, limit: int) -> list["Change"]:
+        """Published changes, newest first, below sequence `before` when given."""
+        rows = await self.pool.fetch(
+            "SELECT sequence, customer_id, transition, at, reason, version FROM segment_changes"
+            " WHERE segment_id = $1 AND published AND sequence < $2 ORDER BY sequence DESC LIMIT $3",
+            segment_id,
+            2**63 - 1 if before is None else before,
+            limit,
+        )
+        return [Change(*row) for row in rows]
+
     async def stats(self, segment_id: str) -> "SegmentStats":
         row = await self.pool.fetchrow(_STATS, segment_id)
         assert row is not None
@@ -130,6 +141,15 @@ class DefinitionChange:
             created_at,
             definition.changed_at,
         )
+
+
+class Change(NamedTuple):
+    sequence: int
+    customer_id: str
+    transition: str
+    at: datetime
+    reason: str
+    version: int
 
 
 class Member(NamedTuple):

@@ -63,6 +63,25 @@ async def test_a_touch_enters_and_the_window_sliding_past_exits_with_no_new_even
     lines = await tail_lines(segment, 2)
     assert [line.split()[1:4] for line in lines] == [["entered", customer, "v1"], ["exited", customer, "v1"]]
 
+    # The change feed: newest first, a page at a time, once the outbox has them published.
+    feed_url = f"/v1/segments/{segment}/changes"
+    newest = await eventually(
+        lambda: segments.get(feed_url, params={"limit": 1}, headers=READER),
+        lambda response: len(response.json()["changes"]) == 1 and response.json()["next_cursor"] is not None,
+    )
+    older = await segments.get(
+        feed_url, params={"limit": 1, "cursor": newest.json()["next_cursor"]}, headers=READER
+    )
+    pages = [newest.json(), older.json()]
+    assert [(c["transition"], c["reason"]) for page in pages for c in page["changes"]] == [
+        ("exited", "window_expired"),
+        ("entered", "event"),
+    ]
+    assert pages[1]["next_cursor"] is None
+    refused = await segments.get(feed_url, params={"cursor": "not-ours"}, headers=READER)
+    assert (refused.status_code, refused.json()["problems"][0]["field"]) == (422, "cursor")
+    assert (await segments.get(f"/v1/segments/none-{unique}/changes", headers=READER)).status_code == 404
+
 
 async def tail_lines(segment: str, count: int) -> list[str]:
     """What `python -m services.segments tail SEGMENT --from-beginning` prints, up to `count` lines."""

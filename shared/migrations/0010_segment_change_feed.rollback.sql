@@ -1,0 +1,1 @@
+DROP INDEX segment_changes_feed;
