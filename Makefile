@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 BIN := $(VENV)/bin
 LOCAL := deploy/local
 
-.PHONY: run stop status cluster cluster-stop test lint unit integration faults fuzz bench venv infra fmt clean node-check
+.PHONY: run stop status cluster cluster-stop test lint unit integration faults fuzz bench venv infra fmt clean node-check browser-check
 
 # The virtualenv is rebuilt only when pyproject.toml changes, so a second run downloads nothing.
 $(INSTALLED): pyproject.toml
@@ -27,6 +27,12 @@ $(NODE_CHECK)/node_modules/.package-lock.json: $(NODE_CHECK)/package-lock.json
 	@cd $(NODE_CHECK) && npm ci --no-audit --no-fund --loglevel=error
 
 node-check: $(NODE_CHECK)/node_modules/.package-lock.json
+
+# Debian's Chromium, for the console's browser tests (Playwright drives it; it downloads no browser).
+CHROMIUM := /usr/bin/chromium
+browser-check:
+	@test -x $(CHROMIUM) || { echo "[touchline] installing Debian's chromium for the console's browser tests"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && apt-get install -y -qq chromium' >/dev/null; }
 
 infra: venv
 	@bash $(LOCAL)/kafka.sh start && bash $(LOCAL)/postgres.sh start
@@ -66,7 +72,7 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit -q
 
-test: lint node-check
+test: lint node-check browser-check
 	@bash $(LOCAL)/with-infra.sh $(BIN)/pytest tests/unit tests/integration tests/e2e tests/faults tests/fuzz -q \
 		-p no:cacheprovider
 

@@ -25,6 +25,10 @@ TEST_API_KEYS = {
     "test-dpo": {"source": "test-dpo", "scopes": ["consent:write", "consent:read"]},
     "test-marketer": {"source": "test-marketing", "scopes": ["segments:admin", "segments:read"]},
     "test-steward": {"source": "test-steward", "scopes": ["identities:admin", "timeline:read"]},
+    "test-front-office": {
+        "source": "test-front-office",
+        "scopes": ["timeline:read", "consent:read", "consent:write", "segments:read", "segments:admin"],
+    },
     "test-timeline-only": ["timeline:read"],
     "test-nothing": [],
 }

@@ -15,7 +15,9 @@ PORT_VARIABLES = {
     "segments": "TOUCHLINE_SEGMENTS_PORT",
     "consent": "TOUCHLINE_CONSENT_PORT",
     "identity": "TOUCHLINE_IDENTITY_PORT",
+    "console": "TOUCHLINE_CONSOLE_PORT",
 }
+CONSOLE_READS = ("timeline", "segments", "consent", "identity")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -34,10 +36,16 @@ class Stack:
             process.stop()
 
 
+def console_env(ports: dict[str, int]) -> dict[str, str]:
+    """Where the console finds the APIs it calls, by their ports."""
+    return {f"TOUCHLINE_CONSOLE_{api.upper()}_URL": f"http://127.0.0.1:{ports[api]}" for api in CONSOLE_READS}
+
+
 async def start_stack(env: dict[str, str], logs: Path) -> Stack:
     """Every process with `env` (topic prefix, database, keys), each API on a free port, metrics off."""
     ports = {service: free_port() for service in PORT_VARIABLES}
     shared_env = env | {PORT_VARIABLES[service]: str(port) for service, port in ports.items()}
+    shared_env |= console_env(ports)
     processes: dict[str, ServiceProcess] = {}
     stack = Stack(processes, ports)
     try:

@@ -5,14 +5,20 @@ below names each operation's scope, and the test fails for an operation of an Op
 table does not name, so a new route cannot ship without its place here.
 """
 
+import re
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from services.consent.api import create_app as consent_app
 from services.consent.settings import ConsentSettings
+from services.console.api import create_app as console_create_app
+from services.console.settings import ConsoleSettings
+from services.console.store import Touchline
 from services.identity.api import create_app as identity_app
 from services.identity.settings import IdentitySettings
 from services.ingest.api import create_app as ingest_app
@@ -134,6 +140,14 @@ ROUTES: list[tuple[str, str, str, str, str, object]] = [
     (
         "segments",
         "get",
+        "/v1/segments/{segment_id}/changes",
+        "segments:read",
+        "/v1/segments/matrix/changes",
+        None,
+    ),
+    (
+        "segments",
+        "get",
         "/v1/segments/{segment_id}/stats",
         "segments:read",
         "/v1/segments/matrix/stats",
@@ -211,3 +225,75 @@ async def test_each_route_answers_each_key_by_its_scope(
         assert response.status_code == 403, response.text
     else:
         assert response.status_code not in (401, 403, 500), response.text
+
+
+# The console's pages: path, path to call, the scope its data needs (None: any signed-in key), form fields.
+CONSOLE: list[tuple[str, str, str, str | None, dict[str, str]]] = [
+    ("get", "/", "/", None, {}),
+    ("get", "/find", "/find?q=m1", "timeline:read", {}),
+    ("get", "/customers/{customer_id}", "/customers/m1", "timeline:read", {}),
+    ("get", "/customers/{customer_id}/rows", "/customers/m1/rows", "timeline:read", {}),
+    ("get", "/customers/{customer_id}/consent", "/customers/m1/consent", "consent:read", {}),
+    (
+        "post",
+        "/customers/{customer_id}/consent",
+        "/customers/m1/consent",
+        "consent:write",
+        {"purpose": "marketing", "status": "granted", "confirm": "yes"},
+    ),
+    ("post", "/customers/{customer_id}/erasure", "/customers/m1/erasure", "consent:write", {"confirm": "m1"}),
+    ("get", "/segments", "/segments", "segments:admin", {}),
+    ("get", "/segments/{segment_id}", "/segments/matrix", "segments:read", {}),
+    ("get", "/segments/{segment_id}/live", "/segments/matrix/live", "segments:read", {}),
+    ("post", "/signout", "/signout", None, {}),
+]
+CONSOLE_PUBLIC = {("get", "/signin"), ("post", "/signin"), *PUBLIC, ("get", "/metrics")}
+
+
+def console_app(clients: dict[str, httpx.AsyncClient]) -> FastAPI:
+    return console_create_app(
+        ConsoleSettings(api_keys=KEYS),
+        lambda: nullcontext(Touchline(clients)),
+    )
+
+
+def test_the_console_table_names_every_page() -> None:
+    named = {(method, path) for method, path, *_ in CONSOLE}
+    for route in console_app({}).routes:
+        if isinstance(route, APIRoute):
+            for method in route.methods or ():
+                assert (method.lower(), route.path) in named | CONSOLE_PUBLIC, (method, route.path)
+
+
+@pytest.mark.parametrize("key", [None, *SCOPES])
+@pytest.mark.parametrize(
+    ("method", "call", "needed", "form"),
+    [(method, call, needed, form) for method, _, call, needed, form in CONSOLE],
+    ids=[f"console-{method}-{path}" for method, path, *_ in CONSOLE],
+)
+async def test_each_console_page_shows_only_what_the_keys_scopes_allow(
+    clients: dict[str, httpx.AsyncClient],
+    method: str,
+    call: str,
+    needed: str | None,
+    form: dict[str, str],
+    key: str | None,
+) -> None:
+    """No session is sent to sign in; a page whose data the key's scopes do not cover is the API's 403,
+    shown as such, never the data; the page's own scope gets through."""
+    app = console_app(clients)
+    async with asgi_client(app) as console:
+        if key is not None:
+            signed_in = await console.post("/signin", data={"key": f"only-{key}"})
+            assert signed_in.status_code == 303, signed_in.text
+            console.cookies = signed_in.cookies
+            token = re.search(r'name="csrf" value="([^"]+)"', (await console.get("/")).text)
+            assert token is not None
+            form = form | {"csrf": token.group(1)}
+        response = await console.request(method.upper(), call, data=form or None)
+    if key is None:
+        assert (response.status_code, response.headers["location"]) == (303, "/signin")
+    elif needed is not None and key != needed:
+        assert response.status_code == 403, response.text  # the API's refusal, shown as the whole page
+    else:
+        assert response.status_code in (200, 303, 404), response.text
