@@ -120,10 +120,19 @@ def customer_journey(customer_id: str, now: datetime, weeks: int = 8, seed: int 
     return sorted(journey.events, key=lambda event: event.occurred_at)
 
 
+def demo_email(customer_id: str) -> str:
+    return f"{customer_id}@example.com"
+
+
 def journeys(customers: int, now: datetime, weeks: int = 8, seed: int = 0) -> Iterator[TouchEventIn]:
-    """Touches of `customers` customers named `cust-00001`, ...; each customer's in time order."""
+    """Touches of `customers` customers named `cust-00001`, ...; each customer's in time order. The first
+    touch of each also names their email (the sign-up), so the console finds them by it."""
     for number in range(1, customers + 1):
-        yield from customer_journey(f"cust-{number:05d}", now, weeks, seed)
+        customer_id = f"cust-{number:05d}"
+        touches = customer_journey(customer_id, now, weeks, seed)
+        if touches:
+            touches[0] = touches[0].model_copy(update={"identities": {"email": demo_email(customer_id)}})
+        yield from touches
 
 
 # Segments `make run` defines, in the rule language marketing uses (see README.md).

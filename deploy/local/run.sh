@@ -53,7 +53,7 @@ main() {
   cat <<TXT
 
 Touchline is running.
-  Console        http://127.0.0.1:$TOUCHLINE_CONSOLE_PORT   (sign in with an API key below, e.g. dev-admin)
+  Console        http://127.0.0.1:$TOUCHLINE_CONSOLE_PORT   (sign in with dev-admin, find cust-00001@example.com)
   Ingest API     http://127.0.0.1:$TOUCHLINE_INGEST_PORT/docs   (metrics: /metrics)
   Timeline API   http://127.0.0.1:$TOUCHLINE_TIMELINE_PORT/docs
   Consent API    http://127.0.0.1:$TOUCHLINE_CONSENT_PORT/docs

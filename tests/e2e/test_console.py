@@ -12,9 +12,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.bench.ingest import free_port
-from tests.bench.stack import CONSOLE_READS, console_env
-from tests.helpers import ROOT, ServiceProcess
+from shared.settings import TouchlineSettings
+from tests.bench.stack import Stack, start_stack
+from tests.helpers import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 # The flags a closed network needs: no background calls home, no sandbox as root.
@@ -30,38 +30,24 @@ CHROMIUM_ARGS = [
 WRITER = {"Authorization": "Bearer test-writer"}
 MARKETER = {"Authorization": "Bearer test-marketer"}
 DPO = {"Authorization": "Bearer test-dpo"}
-APIS = ("ingest", *CONSOLE_READS)
 # Screenshots for the README: `TOUCHLINE_CONSOLE_SCREENSHOTS=docs/screenshots make test` refreshes them.
 SHOTS = os.environ.get("TOUCHLINE_CONSOLE_SCREENSHOTS")
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="make test installs Debian's chromium")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def stack(
-    test_env: dict[str, str],
-    logs: Path,
-    identity_resolver: ServiceProcess,
-    consent_filter: ServiceProcess,
-    timeline_projector: ServiceProcess,
-    segment_evaluator: ServiceProcess,
-) -> AsyncIterator[dict[str, str]]:
-    """Each API and the console as processes on ports of their own; their URLs by name."""
-    ports = {name: free_port() for name in (*APIS, "console")}
-    env = test_env | {f"TOUCHLINE_{name.upper()}_PORT": str(port) for name, port in ports.items()}
-    env |= console_env(ports)
-    processes = [
-        ServiceProcess(f"services.{name}", "api", env, logs / f"console-{name}.log").start()
-        for name in (*APIS, "console")
-    ]
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    test_env: dict[str, str], logs: Path, kafka: TouchlineSettings, database: str
+) -> AsyncIterator[Stack]:
+    """Every process of deploy/processes.txt, as `make run` starts them (the console among them), on the
+    tests' topics and database and ports of their own."""
+    (logs / "console-stack").mkdir(exist_ok=True)
+    started = await start_stack(test_env, logs / "console-stack")
     try:
-        for process, name in zip(processes, (*APIS, "console"), strict=True):
-            await process.wait_ready(urls[name] + "/readyz")
-        yield urls
+        yield started
     finally:
-        for process in processes:
-            process.stop()
+        started.stop()
 
 
 @pytest.fixture
@@ -97,7 +83,7 @@ async def shot(page: Page, name: str) -> None:
 
 
 async def test_front_office_finds_a_customer_scrolls_filters_and_sees_live_changes(
-    stack: dict[str, str], browser: Browser, unique: str
+    stack: Stack, browser: Browser, unique: str
 ) -> None:
     customer, email, segment = f"c-{unique}", f"ada.{unique}@example.com", f"console-{unique}"
     async with httpx.AsyncClient() as api:
@@ -110,20 +96,20 @@ async def test_front_office_finds_a_customer_scrolls_filters_and_sees_live_chang
         seeded[0] |= {"identities": {"email": email}}
         for person in (customer, f"b-{unique}"):  # marketing is opt-in, and segments need it
             path = f"/v1/customers/{person}/consent/marketing"
-            response = await api.put(stack["consent"] + path, json={"status": "granted"}, headers=DPO)
+            response = await api.put(stack.url("consent") + path, json={"status": "granted"}, headers=DPO)
             assert response.status_code == 202, response.text
         rule = {"count": {"type": "purchase", "properties": {"campaign": unique}, "within": "7d"}, "gte": 1}
         defined = await api.post(
-            stack["segments"] + "/v1/segments",
+            stack.url("segments") + "/v1/segments",
             json={"id": segment, "name": f"Bought in campaign {unique}", "rule": rule},
             headers=MARKETER,
         )
         assert defined.status_code == 201, defined.text
-        posted = await api.post(stack["ingest"] + "/v1/events", json=seeded, headers=WRITER)
+        posted = await api.post(stack.url("ingest") + "/v1/events", json=seeded, headers=WRITER)
         assert posted.status_code == 202, posted.text
 
         page = await browser.new_page(viewport={"width": 1200, "height": 900})
-        console = stack["console"]
+        console = stack.url("console")
         await sign_in(page, console, "test-front-office")
         cookie = next(c for c in await page.context.cookies() if c["name"] == "touchline_console")
         assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
@@ -142,7 +128,7 @@ async def test_front_office_finds_a_customer_scrolls_filters_and_sees_live_chang
         # A touch posted now appears without a reload.
         fresh = touch(unique, 59, "store", "purchase", properties={"campaign": unique, "amount": 12})
         assert (
-            await api.post(stack["ingest"] + "/v1/events", json=[fresh], headers=WRITER)
+            await api.post(stack.url("ingest") + "/v1/events", json=[fresh], headers=WRITER)
         ).status_code == 202
         await expect(page.locator(f'#touches li.touch[data-event="{unique}-59"]')).to_be_visible(
             timeout=30_000
@@ -162,7 +148,7 @@ async def test_front_office_finds_a_customer_scrolls_filters_and_sees_live_chang
             unique, 58, "store", "purchase", customer_id=f"b-{unique}", properties={"campaign": unique}
         )
         assert (
-            await api.post(stack["ingest"] + "/v1/events", json=[second], headers=WRITER)
+            await api.post(stack.url("ingest") + "/v1/events", json=[second], headers=WRITER)
         ).status_code == 202
         entered = page.locator(f'#changes li[data-member="b-{unique}"][data-transition="entered"]')
         await expect(entered).to_be_visible(timeout=30_000)  # the live feed, without a reload
@@ -186,26 +172,22 @@ async def test_front_office_finds_a_customer_scrolls_filters_and_sees_live_chang
         assert await page.locator("#touches li.touch").count() == 0
 
 
-async def test_a_key_without_consent_write_sees_no_consent_form(
-    stack: dict[str, str], browser: Browser
-) -> None:
+async def test_a_key_without_consent_write_sees_no_consent_form(stack: Stack, browser: Browser) -> None:
     page = await browser.new_page()
-    await sign_in(page, stack["console"], "test-reader")
-    await page.goto(stack["console"] + "/customers/anyone/consent")
+    await sign_in(page, stack.url("console"), "test-reader")
+    await page.goto(stack.url("console") + "/customers/anyone/consent")
     await expect(page.locator("h1")).to_contain_text("Consent of")
     assert await page.locator("#consent-form").count() == 0
     assert await page.locator("#erasure-form").count() == 0
 
 
-async def test_a_wrong_key_and_an_unknown_customer_get_clear_answers(
-    stack: dict[str, str], browser: Browser
-) -> None:
+async def test_a_wrong_key_and_an_unknown_customer_get_clear_answers(stack: Stack, browser: Browser) -> None:
     page = await browser.new_page()
-    await page.goto(stack["console"] + "/")
+    await page.goto(stack.url("console") + "/")
     await expect(page.locator("h1")).to_have_text("Sign in")  # no session: sent to sign in
     await page.fill("#key", "not-a-key")
     await page.click("button[type=submit]")
     await expect(page.locator(".error")).to_have_text("That API key is not known.")
-    await sign_in(page, stack["console"], "test-reader")
-    await page.goto(stack["console"] + "/find?q=nobody@example.com")
+    await sign_in(page, stack.url("console"), "test-reader")
+    await page.goto(stack.url("console") + "/find?q=nobody@example.com")
     await expect(page.locator("#not-found")).to_contain_text("No customer found for email")

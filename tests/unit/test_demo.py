@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.__main__ import DEMO_SCOPES, SKIPPED, demo, key_for
-from shared.demo import customer_journey, journeys
+from shared.demo import customer_journey, demo_email, journeys
 from shared.settings import TouchlineSettings
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
@@ -16,6 +16,13 @@ NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 def test_journeys_are_deterministic_for_a_seed() -> None:
     assert list(journeys(5, NOW, seed=7)) == list(journeys(5, NOW, seed=7))
     assert list(journeys(5, NOW, seed=7)) != list(journeys(5, NOW, seed=8))
+
+
+def test_each_demo_customer_can_be_found_by_email_from_their_first_touch() -> None:
+    events = list(journeys(20, NOW))
+    firsts = {event.customer_id: event for event in reversed(events)}
+    assert {c: e.identities for c, e in firsts.items()} == {c: {"email": demo_email(c)} for c in firsts}
+    assert sum(1 for event in events if event.identities) == len(firsts)
 
 
 def test_journeys_span_channels_and_kinds_of_touch() -> None:
