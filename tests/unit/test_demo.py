@@ -20,7 +20,7 @@ def test_journeys_are_deterministic_for_a_seed() -> None:
 
 def test_each_demo_customer_can_be_found_by_email_from_their_first_touch() -> None:
     events = list(journeys(20, NOW))
-    firsts = {event.customer_id: event for event in reversed(events)}
+    firsts = {str(event.customer_id): event for event in reversed(events)}
     assert {c: e.identities for c, e in firsts.items()} == {c: {"email": demo_email(c)} for c in firsts}
     assert sum(1 for event in events if event.identities) == len(firsts)
 
