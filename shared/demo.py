@@ -124,15 +124,19 @@ def demo_email(customer_id: str) -> str:
     return f"{customer_id}@example.com"
 
 
+def demo_customer(customer_id: str, now: datetime, weeks: int = 8, seed: int = 0) -> list[TouchEventIn]:
+    """A demo customer's journey whose first touch also names their email (the sign-up), so the console
+    finds them by it."""
+    touches = customer_journey(customer_id, now, weeks, seed)
+    if touches:
+        touches[0] = touches[0].model_copy(update={"identities": {"email": demo_email(customer_id)}})
+    return touches
+
+
 def journeys(customers: int, now: datetime, weeks: int = 8, seed: int = 0) -> Iterator[TouchEventIn]:
-    """Touches of `customers` customers named `cust-00001`, ...; each customer's in time order. The first
-    touch of each also names their email (the sign-up), so the console finds them by it."""
+    """Touches of `customers` demo customers named `cust-00001`, ...; each customer's in time order."""
     for number in range(1, customers + 1):
-        customer_id = f"cust-{number:05d}"
-        touches = customer_journey(customer_id, now, weeks, seed)
-        if touches:
-            touches[0] = touches[0].model_copy(update={"identities": {"email": demo_email(customer_id)}})
-        yield from touches
+        yield from demo_customer(f"cust-{number:05d}", now, weeks, seed)
 
 
 # Segments `make run` defines, in the rule language marketing uses (see README.md).

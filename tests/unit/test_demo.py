@@ -53,6 +53,14 @@ def test_event_ids_are_unique() -> None:
     assert len({event.event_id for event in events}) == len(events)
 
 
+@pytest.fixture
+def no_keys_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic-settings merges a dict field from the environment into the one given: keep the session's
+    test keys (tests/conftest.py) out of these."""
+    monkeypatch.delenv("TOUCHLINE_API_KEYS", raising=False)
+
+
+@pytest.mark.usefixtures("no_keys_in_environment")
 def test_the_demo_finds_a_key_for_each_scope_among_any_keys() -> None:
     settings = TouchlineSettings(
         api_keys={
@@ -65,6 +73,7 @@ def test_the_demo_finds_a_key_for_each_scope_among_any_keys() -> None:
     assert key_for(settings, "timeline:read") is None
 
 
+@pytest.mark.usefixtures("no_keys_in_environment")
 def test_the_demo_is_skipped_with_its_reason_when_a_scope_has_no_key(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
