@@ -2,12 +2,16 @@
 
 import base64
 import binascii
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, StrictInt, TypeAdapter, ValidationError
 
 T = TypeVar("T")
+
+# A position that is one PostgreSQL bigint (a log offset, an outbox sequence): never negative, never past
+# bigint, never `true`.
+BIGINT_POSITION = TypeAdapter(tuple[Annotated[StrictInt, Field(ge=0, lt=2**63)]])
 
 
 def encode_cursor(*position: Any) -> str:

@@ -5,13 +5,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
+from pydantic import BaseModel, ConfigDict
 
 from services.consent.domain import RecordedChange, consent_change, current_consent, erasure_changes
 from services.consent.settings import ConsentSettings
 from services.consent.store import ConsentStore
 from shared.auth import Principal, require_scope
-from shared.cursors import decode_cursor, encode_cursor
+from shared.cursors import BIGINT_POSITION, decode_cursor, encode_cursor
 from shared.events import ConsentChange, ConsentStatus, ErasureRequested, Purpose
 from shared.http import (
     CustomerIdPath,
@@ -165,12 +165,8 @@ async def _person(request: Request, customer_id: str) -> str:
 
 def _offset_before(cursor: str) -> int:
     """The log offset a history cursor points below; ValueError for anything this API did not hand out."""
-    (offset,) = decode_cursor(cursor, _CURSOR)
+    (offset,) = decode_cursor(cursor, BIGINT_POSITION)
     return offset
-
-
-# A Kafka offset: never negative, never past PostgreSQL's bigint, never `true`.
-_CURSOR = TypeAdapter(tuple[Annotated[StrictInt, Field(ge=0, lt=2**63)]])
 
 
 @router.get("/consent/history", response_model=HistoryPage, responses=ERRORS)

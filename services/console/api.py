@@ -36,7 +36,7 @@ from services.console.settings import ConsoleSettings
 from services.console.store import ApiRefusal, Json, Touchline, touchline
 from shared.auth import authenticate, principals
 from shared.errors import problems_from
-from shared.http import install_common
+from shared.http import from_state, install_common
 from shared.metrics import API_REQUEST_SECONDS
 
 HERE = Path(__file__).parent
@@ -62,12 +62,7 @@ def current_session(request: Request) -> Session:
 SessionDep = Annotated[Session, Depends(current_session)]
 
 
-def api(request: Request) -> Touchline:
-    client: Touchline = request.app.state.touchline
-    return client
-
-
-Api = Annotated[Touchline, Depends(api)]
+Api = Annotated[Touchline, Depends(from_state("touchline"))]
 
 
 def page(

@@ -48,7 +48,8 @@ class Touchline:
             return None
         if response.status_code >= 400:
             try:
-                message = str(response.json().get("message") or response.json().get("detail"))
+                error = response.json()
+                message = str(error.get("message") or error.get("detail"))
             except ValueError:
                 message = response.text[:200]
             raise ApiRefusal(response.status_code, message)

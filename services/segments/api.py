@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 from services.segments.evaluation import rule_problems
 from services.segments.settings import SegmentsSettings
 from services.segments.store import SegmentStore, StoredDefinition
 from shared.auth import Principal, require_scope
-from shared.cursors import decode_cursor, encode_cursor
+from shared.cursors import BIGINT_POSITION, decode_cursor, encode_cursor
 from shared.errors import Problem
 from shared.events import Identifier, StorableText
 from shared.http import (
@@ -327,7 +327,7 @@ async def segment_changes(
     """Membership changes, newest first, as they were published on `segment.membership`: the feed a
     marketer watches. Follow `next_cursor` for older ones."""
     try:
-        (before,) = decode_cursor(cursor, _SEQUENCE) if cursor else (None,)
+        (before,) = decode_cursor(cursor, BIGINT_POSITION) if cursor else (None,)
     except ValueError as error:
         return invalid_parameter("cursor", str(error))
     if not await store.definition(segment_id):
@@ -345,10 +345,6 @@ async def segment_changes(
     ]
     next_cursor = encode_cursor(page[limit - 1].sequence) if len(page) > limit else None
     return ChangesPage(segment_id=segment_id, changes=changes, next_cursor=next_cursor)
-
-
-# A change's place in the outbox's sequence: never negative, never past PostgreSQL's bigint.
-_SEQUENCE = TypeAdapter(tuple[Annotated[StrictInt, Field(ge=0, lt=2**63)]])
 
 
 @membership.get(
