@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -164,7 +165,11 @@ class DurablePublisher:
             self._producer = None
 
 
-_partitioner = DefaultPartitioner()
+@lru_cache(maxsize=1 << 17)
+def _partition_of(key: bytes, count: int) -> int:
+    """The default (murmur2) partitioner's choice, remembered: aiokafka's murmur2 is pure Python, and
+    the same customers' keys come back batch after batch (it was 6% of the consent filter's CPU)."""
+    return int(DefaultPartitioner()(key, range(count), None))
 
 
 async def send_partitioned(
@@ -176,11 +181,11 @@ async def send_partitioned(
     keeps the idempotent sequence numbers. Partitions are chosen by the default (murmur2) partitioner,
     as every other client does, so a customer's records land where consumers expect them.
     """
-    partitions = sorted(await producer.partitions_for(topic))
+    count = len(await producer.partitions_for(topic))
     open_batches: dict[int, Any] = {}
     pending: list[asyncio.Future[Any]] = []
     for key, value in records:
-        partition = _partitioner(key, partitions, partitions)
+        partition = _partition_of(key, count)
         batch = open_batches.setdefault(partition, producer.create_batch())
         if batch.append(key=key, value=value, timestamp=None) is not None:
             continue

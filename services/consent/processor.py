@@ -256,7 +256,7 @@ async def run_filter(settings: ConsentSettings) -> None:
     await consumer.start()
     try:
         while True:
-            await consent_filter.poll_once(settings.consent_batch_max, settings.stream_batch_linger_seconds)
+            await consent_filter.poll_once(settings.consent_batch_max, settings.consent_batch_linger_seconds)
     finally:
         await consumer.stop()
         await transactions.close()
