@@ -29,7 +29,10 @@ def create_producer(settings: TouchlineSettings, **overrides: Any) -> AIOKafkaPr
         "bootstrap_servers": settings.kafka_bootstrap,
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": 5,
+        # Every send here is awaited (a request's durability, a transaction's commit) and batches are built
+        # by send_partitioned, so lingering only delays: at 5 ms a consent change took 9.1 ms and 2.4 ms of
+        # the API's CPU, at 0 ms 1.5 ms and 1.2 ms (2,000 PUTs one after another).
+        "linger_ms": 0,
         "request_timeout_ms": 10_000,
     }
     return AIOKafkaProducer(**(options | overrides))
