@@ -2,6 +2,7 @@
 database and ports; and the CPU time each of them (Kafka and PostgreSQL included) has used."""
 
 import os
+import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,10 @@ def _all_processes() -> Iterator[tuple[int, str, str]]:
 
 
 def cpu_seconds(stack: Stack) -> dict[str, float]:
-    """CPU seconds used so far by each process of the stack, by the broker and by the database cluster."""
-    used: dict[str, float] = {"kafka": 0.0, "postgresql": 0.0}
+    """CPU seconds used so far by each process of the stack, by the broker and by the database cluster,
+    and by this benchmark's own process (its load client and watchers share the same two cores)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    used: dict[str, float] = {"kafka": 0.0, "postgresql": 0.0, "bench-client": own.ru_utime + own.ru_stime}
     for name, process in stack.processes.items():
         if process.process is not None:
             try:
