@@ -73,6 +73,19 @@ async def kafka(settings: TouchlineSettings) -> AsyncIterator[TouchlineSettings]
     await delete_topics_with_prefix(settings.kafka_bootstrap, SESSION_PREFIX)
 
 
+@pytest.fixture
+async def own_topics(kafka: TouchlineSettings) -> AsyncIterator[TouchlineSettings]:
+    """The registry's topics under a prefix of this test's own, deleted afterwards: for a test that reads a
+    topic to its end, which on the session's topics another test's open transaction (a worker killed
+    mid-batch holds one until it times out) can hold back from read_committed readers."""
+    from shared.kafka import ensure_topics
+
+    own = TouchlineSettings(topic_prefix=f"own-{uuid.uuid4().hex[:8]}.")
+    await ensure_topics(own)
+    yield own
+    await delete_topics_with_prefix(own.kafka_bootstrap, own.topic_prefix)
+
+
 @pytest.fixture(scope="session")
 async def database(settings: TouchlineSettings) -> AsyncIterator[str]:
     """A migrated database of this session's own; its DSN."""

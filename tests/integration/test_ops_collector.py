@@ -1,8 +1,5 @@
 """The ops collector against the real broker: a stage's lag read from its group's committed offsets."""
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -11,18 +8,15 @@ from prometheus_client import REGISTRY
 
 from services.ops.processor import _collect_kafka
 from services.ops.settings import OpsSettings
-from shared.kafka import ensure_topics
+from shared.settings import TouchlineSettings
 from shared.streams import group_id
 from shared.topics import TOUCH_INBOUND
-from tests.helpers import delete_topics_with_prefix, produce
+from tests.helpers import produce
 
 
 @pytest.fixture
-async def ops_settings(kafka: object) -> AsyncIterator[OpsSettings]:
-    own = OpsSettings(topic_prefix=f"ops-{uuid.uuid4().hex[:8]}.")
-    await ensure_topics(own)
-    yield own
-    await delete_topics_with_prefix(own.kafka_bootstrap, own.topic_prefix)
+def ops_settings(own_topics: TouchlineSettings) -> OpsSettings:
+    return OpsSettings(topic_prefix=own_topics.topic_prefix)
 
 
 def lag(group: str, topic: str, partition: int) -> float | None:

@@ -1,4 +1,8 @@
-"""`python -m services.timeline rebuild`: the allowed stream replayed into a new generation, then active."""
+"""`python -m services.timeline rebuild`: the allowed stream replayed into a new generation, then active.
+
+On topics of its own: the rebuild reads to the end that read_committed readers see, and on the session's
+topics a worker another test kills mid-transaction can hold that end below this test's records.
+"""
 
 from datetime import UTC, datetime, timedelta
 
@@ -31,7 +35,7 @@ def touch(event_id: str, customer: str, minutes: int) -> AllowedTouch:
 
 
 async def test_rebuild_replays_the_allowed_stream_into_a_new_active_generation(
-    kafka: TouchlineSettings, database: str, unique: str
+    own_topics: TouchlineSettings, database: str, unique: str
 ) -> None:
     kept, erased = f"una-{unique}", f"val-{unique}"
     stream: list[AllowedTouch | EraseMarker] = [
@@ -53,11 +57,11 @@ async def test_rebuild_replays_the_allowed_stream_into_a_new_active_generation(
         (kept.encode(), encode(notice)),
         (kept.encode(), unstorable),
     ]
-    await produce(kafka.kafka_bootstrap, kafka.topic(CUSTOMER_ALLOWED), records)
+    await produce(own_topics.kafka_bootstrap, own_topics.topic(CUSTOMER_ALLOWED), records)
     connection = await asyncpg.connect(database)
     try:
         before = await connection.fetchval("SELECT generation FROM timeline_active")
-        summary = await rebuild(TimelineSettings())
+        summary = await rebuild(TimelineSettings(topic_prefix=own_topics.topic_prefix))
         after = await connection.fetchval("SELECT generation FROM timeline_active")
         rows = await connection.fetch(
             f"SELECT customer_id, event_id FROM {after}.events WHERE customer_id = ANY($1)", [kept, erased]
