@@ -3,6 +3,7 @@
 import asyncio
 import os
 import socket
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -26,10 +27,17 @@ KEY = "bench-writer"
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each probe stays bound until all are found, or the kernel may hand
+    one port out twice (a stack once started the console on the identity API's port)."""
+    with ExitStack() as probes:
+        sockets = [probes.enter_context(socket.socket()) for _ in range(count)]
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
 
 
 def demo_events(round_number: int) -> list[TouchEventIn]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench.ingest import free_port
+from tests.bench.ingest import free_ports
 from tests.helpers import WORKER_ENV, ServiceProcess, deploy_processes
 
 PORT_VARIABLES = {
@@ -44,7 +44,7 @@ def console_env(ports: dict[str, int]) -> dict[str, str]:
 
 async def start_stack(env: dict[str, str], logs: Path) -> Stack:
     """Every process with `env` (topic prefix, database, keys), each API on a free port, metrics off."""
-    ports = {service: free_port() for service in PORT_VARIABLES}
+    ports = dict(zip(PORT_VARIABLES, free_ports(len(PORT_VARIABLES)), strict=True))
     shared_env = env | {PORT_VARIABLES[service]: str(port) for service, port in ports.items()}
     shared_env |= console_env(ports)
     processes: dict[str, ServiceProcess] = {}
