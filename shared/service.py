@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import gc
 from collections.abc import Callable, Mapping
 
 import faust
@@ -31,6 +32,19 @@ def run_worker(app: faust.App, settings: TouchlineSettings) -> None:
     worker.execute_from_commandline()
 
 
+def tune_garbage_collector() -> None:
+    """Collect cycles less often, and never walk what start-up built (modules, schemas, settings).
+
+    With CPython's defaults (700, 10, 10) every batch's short-lived records were promoted to the old
+    generations and full collections kept walking the evaluator's and the consent filter's whole state: in
+    the whole-pipeline benchmark (150,000 touches, every process up) the pipeline moved 6,426 touches/s at
+    0.289 CPU s per 1,000 touches, and 9,398/s at 0.193 with these thresholds. Our code makes few cycles;
+    what it does make (tracebacks, asyncio internals) is still collected, every 50,000 allocations.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 Command = Callable[[list[str]], None]
 
 
@@ -50,4 +64,5 @@ def run_command_line(
         parser.error(f"{parsed.command} takes no arguments")
     configure_logging(settings.log_level)
     asyncio.run(ensure_topics(settings))
+    tune_garbage_collector()
     commands[parsed.command](parsed.arguments)
