@@ -189,7 +189,9 @@ async def send_partitioned(
     pending: list[asyncio.Future[Any]] = []
     for key, value in records:
         partition = _partition_of(key, count)
-        batch = open_batches.setdefault(partition, producer.create_batch())
+        batch = open_batches.get(partition)
+        if batch is None:
+            batch = open_batches[partition] = producer.create_batch()
         if batch.append(key=key, value=value, timestamp=None) is not None:
             continue
         pending.append(await producer.send_batch(batch, topic, partition=partition))
