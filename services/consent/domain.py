@@ -7,6 +7,7 @@ makes that replay produce exactly the same decisions as the first pass (guarante
 """
 
 import uuid
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,19 +121,31 @@ def load_state(raw: Any) -> ConsentState:
     }
 
 
+# Iterating the enum class and calling ConsentStatus() were a sixth of the filter's CPU: done per touch.
+_PURPOSES = tuple(Purpose)
+_STATUSES = {status.value: status for status in ConsentStatus}
+
+
 def status_at(state: ConsentState, purpose: Purpose, offset: int, defaults: Defaults) -> ConsentStatus:
     """The consent for `purpose` in force for a record at `offset`: the last change before it."""
-    status = defaults[purpose]
-    for change_offset, change_status in state.get(purpose.value, ()):
-        if change_offset >= offset:
-            break
-        status = ConsentStatus(change_status)
-    return status
+    entries = state.get(purpose.value)
+    if not entries:
+        return defaults[purpose]
+    # Nearly every record comes after all its customer's changes: the newest is looked at first.
+    if entries[-1][0] < offset:
+        return _STATUSES[entries[-1][1]]
+    before = bisect_left(entries, offset, key=_offset_of)
+    return _STATUSES[entries[before - 1][1]] if before else defaults[purpose]
+
+
+def _offset_of(entry: tuple[int, str]) -> int:
+    return entry[0]
 
 
 def allowed_purposes(state: ConsentState, offset: int, defaults: Defaults) -> frozenset[Purpose]:
+    granted = ConsentStatus.GRANTED
     return frozenset(
-        purpose for purpose in Purpose if status_at(state, purpose, offset, defaults) is ConsentStatus.GRANTED
+        purpose for purpose in _PURPOSES if status_at(state, purpose, offset, defaults) is granted
     )
 
 

@@ -18,6 +18,8 @@ from services.consent.domain import (
     filter_record,
     read_logged,
     state_of,
+    status_at,
+    with_change,
 )
 from shared.events import (
     AbsorbedMarker,
@@ -349,3 +351,24 @@ def test_g1_g2_hold_across_merges_and_splits(log: list[CustomerLogRecord], defau
         assert ProjectionModel(projection).apply_all(outputs).holdings() == expected_holdings(
             filtered, projection, defaults
         )
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.sampled_from(list(ConsentStatus))), max_size=40),
+    st.integers(-2, 62),
+    st.sampled_from(list(ConsentStatus)),
+)
+def test_the_status_in_force_at_an_offset_is_the_last_change_logged_before_it(
+    changes: list[tuple[int, ConsentStatus]], offset: int, default: ConsentStatus
+) -> None:
+    """Looked up newest first and by bisection, as the filter does per touch, read as plainly as it can be:
+    a replayed record lands inside a history, a fresh one after all of it."""
+    state: ConsentState = {}
+    for change_offset, status in changes:
+        state = with_change(state, Purpose.MARKETING, status, change_offset)
+    before = [
+        status for change_offset, status in state.get(Purpose.MARKETING.value, ()) if change_offset < offset
+    ]
+    expected = ConsentStatus(before[-1]) if before else default
+    defaults = dict.fromkeys(Purpose, default)
+    assert status_at(state, Purpose.MARKETING, offset, defaults) is expected
