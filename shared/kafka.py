@@ -213,6 +213,9 @@ async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, linger_second
     Under a steady load a bare poll returns whatever trickled in since the last one; every batch costs a
     transaction whatever its size, so lingering a little makes batches large and their cost per record
     small, for at most `linger_seconds` more latency.
+
+    A rebalance while lingering can hand a partition back at its committed offset, so that records
+    polled already come again: the batch then keeps them once, as read the second time.
     """
     polled: Polled = await consumer.getmany(timeout_ms=100, max_records=max_records)
     count = sum(map(len, polled.values()))
@@ -220,7 +223,12 @@ async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, linger_second
     while 0 < count < max_records and (remaining := deadline - time.monotonic()) > 0:
         more = await consumer.getmany(timeout_ms=int(remaining * 1000), max_records=max_records - count)
         for tp, records in more.items():
-            polled.setdefault(tp, []).extend(records)
+            kept = polled.setdefault(tp, [])
+            if kept and records and records[0].offset <= kept[-1].offset:
+                count -= len(kept)
+                kept[:] = [record for record in kept if record.offset < records[0].offset]
+                count += len(kept)
+            kept.extend(records)
             count += len(records)
     return polled
 

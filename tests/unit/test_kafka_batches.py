@@ -1,11 +1,12 @@
-"""shared.kafka.send_partitioned against a producer stand-in that records what it was handed."""
+"""shared.kafka's batching, against a producer and a consumer stand-in: send_partitioned and poll_batch."""
 
 import asyncio
 from typing import Any
 
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from shared.kafka import send_partitioned
+from shared.kafka import Polled, poll_batch, send_partitioned
 
 PARTITIONS = 4
 
@@ -82,3 +83,36 @@ async def test_a_record_larger_than_a_whole_batch_is_sent_on_its_own_in_its_plac
     producer, sent = FakeProducer(batch_capacity=0), records(10)
     await send_partitioned(producer, "topic", sent)
     assert sent_per_partition(producer) == expected_per_partition(sent)
+
+
+SOURCE = TopicPartition("customer.log", 3)
+
+
+def consumed(offsets: range) -> list[ConsumerRecord[bytes, bytes]]:
+    return [
+        ConsumerRecord(SOURCE.topic, SOURCE.partition, offset, 0, 0, b"k", b"v", None, 1, 1, ())
+        for offset in offsets
+    ]
+
+
+class ScriptedConsumer:
+    """Answers each getmany with the next poll of a script, then with nothing."""
+
+    def __init__(self, *polls: Polled) -> None:
+        self.polls = list(polls)
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int, max_records: int) -> Polled:
+        return self.polls.pop(0) if self.polls else {}
+
+
+async def test_a_batch_lingers_for_more_records_up_to_its_maximum() -> None:
+    consumer = ScriptedConsumer({SOURCE: consumed(range(5))}, {SOURCE: consumed(range(5, 8))})
+    polled = await poll_batch(consumer, max_records=100, linger_seconds=0.05)
+    assert [record.offset for record in polled[SOURCE]] == list(range(8))
+
+
+async def test_records_polled_again_after_a_rebalance_reset_the_position_are_kept_once() -> None:
+    # Polled 10-14, then the partition came back at its committed offset 10 and 10-17 were read again.
+    consumer = ScriptedConsumer({SOURCE: consumed(range(10, 15))}, {SOURCE: consumed(range(10, 18))})
+    polled = await poll_batch(consumer, max_records=100, linger_seconds=0.05)
+    assert [record.offset for record in polled[SOURCE]] == list(range(10, 18))
