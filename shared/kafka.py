@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Protocol
@@ -207,8 +207,18 @@ async def send_partitioned(
 Polled = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
-async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, linger_seconds: float) -> Polled:
-    """Records of one batch: what arrives within `linger_seconds` of the first, up to `max_records`.
+def _every_partition() -> Sequence[TopicPartition]:
+    return ()
+
+
+async def poll_batch(
+    consumer: AIOKafkaConsumer,
+    max_records: int,
+    linger_seconds: float,
+    readable: Callable[[], Sequence[TopicPartition]] = _every_partition,
+) -> Polled:
+    """Records of one batch: what arrives within `linger_seconds` of the first, up to `max_records`,
+    from the partitions `readable()` names at each read (every assigned partition when it names none).
 
     Under a steady load a bare poll returns whatever trickled in since the last one; every batch costs a
     transaction whatever its size, so lingering a little makes batches large and their cost per record
@@ -217,11 +227,13 @@ async def poll_batch(consumer: AIOKafkaConsumer, max_records: int, linger_second
     A rebalance while lingering can hand a partition back at its committed offset, so that records
     polled already come again: the batch then keeps them once, as read the second time.
     """
-    polled: Polled = await consumer.getmany(timeout_ms=100, max_records=max_records)
+    polled: Polled = await consumer.getmany(*readable(), timeout_ms=100, max_records=max_records)
     count = sum(map(len, polled.values()))
     deadline = time.monotonic() + linger_seconds
     while 0 < count < max_records and (remaining := deadline - time.monotonic()) > 0:
-        more = await consumer.getmany(timeout_ms=int(remaining * 1000), max_records=max_records - count)
+        more = await consumer.getmany(
+            *readable(), timeout_ms=int(remaining * 1000), max_records=max_records - count
+        )
         for tp, records in more.items():
             kept = polled.setdefault(tp, [])
             if kept and records and records[0].offset <= kept[-1].offset:

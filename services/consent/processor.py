@@ -3,8 +3,10 @@
 A plain aiokafka loop rather than a Faust agent: event by event, Faust held the filter at 500-900
 decisions/s while it waited on one produce and one audit write at a time. Here each poll is one batch:
 decoded, decided by the pure domain, its consent changes audited in one PostgreSQL statement, and each
-input partition's outputs and next offset committed in one Kafka transaction (shared/transactions.py),
-the partitions' transactions side by side.
+input partition's outputs and next offset committed in one Kafka transaction (shared/transactions.py).
+The transactions commit in the background: while one partition's commit waits on the broker, the next
+poll reads and decides the other partitions. A partition is not read again until its commit is done, so
+each partition still moves one batch at a time, in order.
 
 State: a customer's recent consent changes with their log offsets. Its durable form is the audit trail
 in PostgreSQL, written before the Kafka transaction commits; in memory the filter keeps the states of the
@@ -20,8 +22,9 @@ At every crash point (SIGKILL included):
   holds the batch's own changes, but each touch is judged by the changes logged before its own offset,
   so the replay decides exactly as the first pass did (G3).
 - after the Kafka transaction commits: outputs, parked records and the offset are all committed.
-A partition moved by a rebalance mid-batch: the revocation waits for the batch in hand to commit; a
-worker fenced off (it lost the partition while frozen) drops its batch and the partition's states.
+A partition moved by a rebalance mid-batch: the revocation waits for every batch in hand to commit; a
+worker fenced off (it lost the partition while frozen) drops its batch and the partition's states. A
+worker stopped with commits in flight abandons them, as a crash would.
 """
 
 import asyncio
@@ -99,10 +102,12 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
             settings.topic(TOUCH_DLQ),
         )
         self.states: dict[int, dict[str, ConsentState]] = {}  # per input partition: customer -> state
-        self.deciding = asyncio.Lock()  # held while a batch is decided and committed
+        self.deciding = asyncio.Lock()  # held while a batch is decided and its commits started
+        self.committing: dict[TopicPartition, asyncio.Task[None]] = {}
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.deciding:
+            await self._settle()
             await self.transactions.release(revoked)
             for tp in revoked:
                 self.states.pop(tp.partition, None)
@@ -112,9 +117,45 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.transactions.own(assigned)
 
     async def poll_once(self, batch_max: int, linger: float) -> None:
-        polled = await poll_batch(self.consumer, batch_max, linger)
+        """One batch from the partitions with no commit in flight."""
+        self._reap()
+        if self.committing and not self._readable():
+            await asyncio.wait(self.committing.values(), return_when=asyncio.FIRST_COMPLETED)
+            return
+        polled = await poll_batch(self.consumer, batch_max, linger, self._readable)
         async with self.deciding:
             await self._decide([self._decoded(tp, records) for tp, records in polled.items() if records])
+
+    def _readable(self) -> list[TopicPartition]:
+        """The partitions whose last commit is done, asked at each read of a poll, so that a partition
+        whose commit ends while the poll lingers joins it; none named (every partition) when none is in
+        flight. Only the loop starts commits, so within a poll the list only grows."""
+        if all(task.done() for task in self.committing.values()):
+            return []
+        return [
+            tp for tp in self.consumer.assignment() if tp not in self.committing or self.committing[tp].done()
+        ]
+
+    async def _settle(self) -> None:
+        """Waits for the commits in flight. What one of them raised is left for the loop's next poll to
+        raise: a rebalance listener's exception would only be logged."""
+        if self.committing:
+            await asyncio.wait(self.committing.values())
+
+    async def abandon(self) -> None:
+        """Stops the commits in flight: their transactions stay open until the partitions' next owner
+        aborts them, exactly as after a crash."""
+        for task in self.committing.values():
+            task.cancel()
+        await asyncio.gather(*self.committing.values(), return_exceptions=True)
+        self.committing.clear()
+
+    def _reap(self) -> None:
+        """Forgets the finished commits; raises what one of them raised."""
+        for tp, task in list(self.committing.items()):
+            if task.done():
+                del self.committing[tp]
+                task.result()
 
     async def _decide(self, batches: list[PartitionBatch]) -> None:
         if not batches:
@@ -128,10 +169,11 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
         ]
         await while_unavailable(lambda: self.store.record(changes), "consent audit")
         # Each partition's transaction is its own (its own producer): committed side by side, not in turn.
-        # A task group, so that no commit is still running once this returns or raises.
-        async with asyncio.TaskGroup() as commits:
-            for batch in batches:
-                commits.create_task(self._commit(batch))
+        for batch in batches:
+            # Decided on a copy: should the transaction not commit, the kept states stay as Kafka has them.
+            states = dict(self.states.get(batch.source.partition, {}))
+            decided = filter_batch(batch.records, states, self.defaults)
+            self.committing[batch.source] = asyncio.create_task(self._commit(batch, states, decided))
 
     def _decoded(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> PartitionBatch:
         batch = PartitionBatch(
@@ -177,10 +219,9 @@ class ConsentFilter(ConsumerRebalanceListener):  # type: ignore[misc]
         for partition, customer in unknown:
             self.states.setdefault(partition, {})[customer] = loaded[customer]
 
-    async def _commit(self, batch: PartitionBatch) -> None:
-        # Decided on a copy: should the transaction not commit, the kept states stay as Kafka has them.
-        states = dict(self.states.get(batch.source.partition, {}))
-        decided = filter_batch(batch.records, states, self.defaults)
+    async def _commit(
+        self, batch: PartitionBatch, states: dict[str, ConsentState], decided: Sequence[Sequence[Output]]
+    ) -> None:
         allowed = [
             _record(output)
             for outputs in decided
@@ -231,12 +272,12 @@ def _count(records: Sequence[tuple[int, LogItem]], decided: Sequence[Sequence[Ou
             ERASE_MARKERS.labels(record.purpose.value).inc(len(outputs))
         elif isinstance(record, ProfileMerged):
             CARRIED_OVER.inc(sum(isinstance(output, ConsentChange) for output in outputs))
-        elif isinstance(record, ProfileAbsorbed | ProfileSplit):
+        elif isinstance(record, (ProfileAbsorbed, ProfileSplit)):
             continue
         else:
             forwarded = outputs[0] if outputs else None
             allowed_sets[
-                forwarded.purposes if isinstance(forwarded, AllowedTouch | ForwardedTouch) else frozenset()
+                forwarded.purposes if isinstance(forwarded, (AllowedTouch, ForwardedTouch)) else frozenset()
             ] += 1
     DROPPED.inc(allowed_sets[frozenset()])
     for purpose in Purpose:
@@ -258,6 +299,7 @@ async def run_filter(settings: ConsentSettings) -> None:
         while True:
             await consent_filter.poll_once(settings.consent_batch_max, settings.consent_batch_linger_seconds)
     finally:
+        await consent_filter.abandon()
         await consumer.stop()
         await transactions.close()
         await pool.close()
