@@ -237,11 +237,9 @@ async def poll_batch(
         for tp, records in more.items():
             kept = polled.setdefault(tp, [])
             if kept and records and records[0].offset <= kept[-1].offset:
-                count -= len(kept)
                 kept[:] = [record for record in kept if record.offset < records[0].offset]
-                count += len(kept)
             kept.extend(records)
-            count += len(records)
+        count = sum(map(len, polled.values()))
     return polled
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 
 import orjson
@@ -121,7 +122,7 @@ def load_state(raw: Any) -> ConsentState:
     }
 
 
-# Iterating the enum class and calling ConsentStatus() were a sixth of the filter's CPU: done per touch.
+# Iterating the enum class and calling ConsentStatus() per touch were an eighth of the filter's CPU.
 _PURPOSES = tuple(Purpose)
 _STATUSES = {status.value: status for status in ConsentStatus}
 
@@ -134,12 +135,8 @@ def status_at(state: ConsentState, purpose: Purpose, offset: int, defaults: Defa
     # Nearly every record comes after all its customer's changes: the newest is looked at first.
     if entries[-1][0] < offset:
         return _STATUSES[entries[-1][1]]
-    before = bisect_left(entries, offset, key=_offset_of)
+    before = bisect_left(entries, offset, key=itemgetter(0))
     return _STATUSES[entries[before - 1][1]] if before else defaults[purpose]
-
-
-def _offset_of(entry: tuple[int, str]) -> int:
-    return entry[0]
 
 
 def allowed_purposes(state: ConsentState, offset: int, defaults: Defaults) -> frozenset[Purpose]:
