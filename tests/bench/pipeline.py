@@ -5,10 +5,12 @@
   its membership change is on segment.membership (a sentinel touch per partition, posted last: order per
   partition is kept by every stage, so its arrival means everything before it arrived);
 - the pipeline ratio: that rate / the rate of HTTP ingest alone (the same touches, the same client, an
-  ingest API on topics nothing reads) in the same run;
+  ingest API on topics nothing reads) in the same run, each ingest-alone round just before its pipeline
+  round;
 - latency at a fixed offered load: one probe touch per batch, HTTP 202 -> its timeline row committed and
   HTTP 202 -> its segment.membership record;
-- CPU seconds per 1,000 touches of every process, Kafka and PostgreSQL included.
+- CPU seconds per 1,000 touches of every process, Kafka and PostgreSQL included, in both settings; how
+  busy the pipeline kept the machine, and the ratio it could reach at most with its later stages free.
 
 Sizes come from TOUCHLINE_BENCH_PIPELINE_{TOUCHES,CUSTOMERS,ROUNDS,RATE,SECONDS}.
 """
@@ -315,9 +317,12 @@ async def sustained_round(
     return TOUCHES / elapsed, cpu_used(before, cpu_seconds(stack))
 
 
-async def ingest_alone(env: dict[str, str], logs: Path, round_number: int) -> tuple[float, dict[str, float]]:
+async def ingest_alone(
+    env: dict[str, str], logs: Path, round_number: int, idle: Stack
+) -> tuple[float, dict[str, float]]:
     """The same touches through an ingest API alone, on topics of its own that nothing reads; touches/s
-    and the CPU seconds the API, Kafka and the client used meanwhile."""
+    and the CPU seconds the API, Kafka and the client used meanwhile, and the `idle` stack's processes
+    (up between their rounds, with nothing to read: what they spend is taken from ingest alone)."""
     async with bench_topics() as topics:
         port = str(free_port())
         api_env = env | {"TOUCHLINE_TOPIC_PREFIX": topics.topic_prefix, "TOUCHLINE_INGEST_PORT": port}
@@ -329,11 +334,15 @@ async def ingest_alone(env: dict[str, str], logs: Path, round_number: int) -> tu
             clients = await Clients.connect(int(port))
             try:
                 await clients.warm_up(WARM_UP)
-                before = cpu_seconds(alone)
+                before, idle_before = cpu_seconds(alone), cpu_seconds(idle)
                 started = time.perf_counter()
                 await clients.send_all(batches)
                 rate = TOUCHES / (time.perf_counter() - started)
-                return rate, cpu_used(before, cpu_seconds(alone))
+                used, idle_used = (
+                    cpu_used(before, cpu_seconds(alone)),
+                    cpu_used(idle_before, cpu_seconds(idle)),
+                )
+                return rate, used | {"idle-pipeline": sum(idle_used[name] for name in idle.processes)}
             finally:
                 await clients.close()
         finally:
@@ -395,7 +404,6 @@ def cpu_table(used: list[dict[str, float]]) -> dict[str, float]:
 
 async def run(logs: Path) -> list[str]:
     env = {"TOUCHLINE_LOG_LEVEL": "WARNING", "TOUCHLINE_API_KEYS": orjson.dumps({KEY: SCOPES}).decode()}
-    ingest_rounds = [await ingest_alone(env, logs, n) for n in range(ROUNDS)]
     async with bench_topics() as topics, bench_database() as dsn:
         stack_env = env | {"TOUCHLINE_TOPIC_PREFIX": topics.topic_prefix, "TOUCHLINE_PG_DSN": dsn}
         stack = await start_stack(stack_env, logs)
@@ -413,7 +421,12 @@ async def run(logs: Path) -> list[str]:
             await listening.wait()
             awaited = [c for n in range(ROUNDS) for c in one_per_partition(f"sentinel-r{n}")] + list(probes())
             await setup(stack, awaited)
-            rounds = [await sustained_round(stack, arrivals, n) for n in range(ROUNDS)]
+            # Each pipeline round right after its ingest-alone round: this machine's speed drifts by
+            # minutes, and a ratio of rounds run far apart measured the drift as much as the pipeline.
+            ingest_rounds, rounds = [], []
+            for number in range(ROUNDS):
+                ingest_rounds.append(await ingest_alone(env, logs, number, stack))
+                rounds.append(await sustained_round(stack, arrivals, number))
             timeline, membership, achieved = await offered_load(stack, arrivals)
         finally:
             for watcher in watchers:
@@ -424,6 +437,7 @@ async def run(logs: Path) -> list[str]:
     cpu = cpu_table([used for _, used in rounds])
     ingest_cpu = cpu_table([used for _, used in ingest_rounds])
     ratio = pipeline.median / ingest.median
+    paired = [rate / alone_rate for (rate, _), (alone_rate, _) in zip(rounds, ingest_rounds, strict=True)]
     bound = infrastructure_bound(cpu, ingest.median)
     load = {
         "touches_per_second": OFFERED_PER_SECOND,
@@ -451,6 +465,7 @@ async def run(logs: Path) -> list[str]:
         "pipeline_touches_per_second": pipeline.rounds,
         "ingest_alone_touches_per_second": ingest.rounds,
         "pipeline_ratio": ratio,
+        "pipeline_ratio_each_round": paired,
         "machine_busy_share": pipeline.median * cpu["all"] / 1000 / CORES,
         "ratio_bound_with_free_stages": bound,
         "offered_load": load,
@@ -464,7 +479,8 @@ async def run(logs: Path) -> list[str]:
         f"{TOUCHES // TOUCHES_PER_CONSENT_CHANGE:,} consent changes, every process of deploy/processes.txt",
         pipeline.line("touches/s"),
         ingest.line("touches/s"),
-        f"  pipeline ratio (median pipeline / median ingest alone): {ratio:.2f}  (target >= 0.50)",
+        f"  pipeline ratio (median pipeline / median ingest alone): {ratio:.2f}  (target >= 0.50); each round"
+        f" over the ingest-alone round just before it: {', '.join(f'{r:.2f}' for r in paired)}",
         f"  machine {results['machine_busy_share']:.0%} busy in the pipeline rounds; had every process"
         f" but {', '.join(INFRASTRUCTURE)} cost nothing, the ratio would be at most {bound:.2f}",
         f"  offered {OFFERED_PER_SECOND:,}/s for {OFFERED_SECONDS} s (achieved {achieved:,.0f}/s): "
