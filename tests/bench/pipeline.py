@@ -34,6 +34,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from shared.auth import SCOPES as ALL_SCOPES
 from shared.demo import DEMO_SEGMENTS, customer_journey
 from shared.topics import CUSTOMER_PARTITIONS, SEGMENT_MEMBERSHIP
+from tests.bench import bare
 from tests.bench.common import Rate, bench_database, bench_topics, percentile
 from tests.bench.ingest import KeepAliveClient, free_port
 from tests.bench.stack import Stack, cpu_seconds, cpu_used, start_stack
@@ -318,25 +319,34 @@ async def sustained_round(
 
 
 async def ingest_alone(
-    env: dict[str, str], logs: Path, round_number: int, idle: Stack
+    env: dict[str, str], logs: Path, round_number: int, idle: Stack, bare_dsn: str | None = None
 ) -> tuple[float, dict[str, float]]:
     """The same touches through an ingest API alone, on topics of its own that nothing reads; touches/s
     and the CPU seconds the API, Kafka and the client used meanwhile, and the `idle` stack's processes
-    (up between their rounds, with nothing to read: what they spend is taken from ingest alone)."""
+    (up between their rounds, with nothing to read: what they spend is taken from ingest alone).
+
+    With `bare_dsn`, the bare pipeline's hops (tests/bench/bare.py) read those topics and write that
+    database, and the round lasts until they have committed every touch."""
     async with bench_topics() as topics:
         port = str(free_port())
         api_env = env | {"TOUCHLINE_TOPIC_PREFIX": topics.topic_prefix, "TOUCHLINE_INGEST_PORT": port}
         api = ServiceProcess("services.ingest", "api", api_env, logs / "bench-ingest-alone.log").start()
         alone = Stack({"ingest-api": api}, {})
+        if bare_dsn is not None:
+            alone.processes |= bare.start_hops(api_env | {"TOUCHLINE_PG_DSN": bare_dsn}, logs)
         try:
             await api.wait_ready(f"http://127.0.0.1:{port}/readyz")
             batches = touch_batches(workload(round_number))
             clients = await Clients.connect(int(port))
             try:
                 await clients.warm_up(WARM_UP)
+                if bare_dsn is not None:
+                    await bare.caught_up(topics)  # the hops are up and have read the warm-up touch
                 before, idle_before = cpu_seconds(alone), cpu_seconds(idle)
                 started = time.perf_counter()
                 await clients.send_all(batches)
+                if bare_dsn is not None:
+                    await bare.caught_up(topics)
                 rate = TOUCHES / (time.perf_counter() - started)
                 used, idle_used = (
                     cpu_used(before, cpu_seconds(alone)),
@@ -346,7 +356,7 @@ async def ingest_alone(
             finally:
                 await clients.close()
         finally:
-            api.stop()
+            alone.stop()
 
 
 def probes() -> Iterator[str]:
@@ -402,9 +412,14 @@ def cpu_table(used: list[dict[str, float]]) -> dict[str, float]:
     return table
 
 
+def cpu_line(setting: str, table: dict[str, float]) -> str:
+    by_cost = sorted(table.items(), key=lambda kv: -kv[1])
+    return f"  CPU seconds per 1,000 touches {setting}: " + ", ".join(f"{n} {s:.3f}" for n, s in by_cost)
+
+
 async def run(logs: Path) -> list[str]:
     env = {"TOUCHLINE_LOG_LEVEL": "WARNING", "TOUCHLINE_API_KEYS": orjson.dumps({KEY: SCOPES}).decode()}
-    async with bench_topics() as topics, bench_database() as dsn:
+    async with bench_topics() as topics, bench_database() as dsn, bench_database() as bare_dsn:
         stack_env = env | {"TOUCHLINE_TOPIC_PREFIX": topics.topic_prefix, "TOUCHLINE_PG_DSN": dsn}
         stack = await start_stack(stack_env, logs)
         arrivals = Arrivals()
@@ -423,9 +438,10 @@ async def run(logs: Path) -> list[str]:
             await setup(stack, awaited)
             # Each pipeline round right after its ingest-alone round: this machine's speed drifts by
             # minutes, and a ratio of rounds run far apart measured the drift as much as the pipeline.
-            ingest_rounds, rounds = [], []
+            ingest_rounds, bare_rounds, rounds = [], [], []
             for number in range(ROUNDS):
                 ingest_rounds.append(await ingest_alone(env, logs, number, stack))
+                bare_rounds.append(await ingest_alone(env, logs, number, stack, bare_dsn))
                 rounds.append(await sustained_round(stack, arrivals, number))
             timeline, membership, achieved = await offered_load(stack, arrivals)
         finally:
@@ -434,10 +450,16 @@ async def run(logs: Path) -> list[str]:
             stack.stop()
     pipeline = Rate("whole pipeline, first POST -> last sentinel delivered", [rate for rate, _ in rounds])
     ingest = Rate("HTTP ingest alone, same client, same touches", [rate for rate, _ in ingest_rounds])
+    bare_pipeline = Rate("bare pipeline (tests/bench/bare.py)", [rate for rate, _ in bare_rounds])
     cpu = cpu_table([used for _, used in rounds])
     ingest_cpu = cpu_table([used for _, used in ingest_rounds])
+    bare_cpu = cpu_table([used for _, used in bare_rounds])
     ratio = pipeline.median / ingest.median
     paired = [rate / alone_rate for (rate, _), (alone_rate, _) in zip(rounds, ingest_rounds, strict=True)]
+    bare_ratio = bare_pipeline.median / ingest.median
+    bare_paired = [
+        rate / alone_rate for (rate, _), (alone_rate, _) in zip(bare_rounds, ingest_rounds, strict=True)
+    ]
     bound = infrastructure_bound(cpu, ingest.median)
     load = {
         "touches_per_second": OFFERED_PER_SECOND,
@@ -468,9 +490,14 @@ async def run(logs: Path) -> list[str]:
         "pipeline_ratio_each_round": paired,
         "machine_busy_share": pipeline.median * cpu["all"] / 1000 / CORES,
         "ratio_bound_with_free_stages": bound,
+        "bare_pipeline_touches_per_second": bare_pipeline.rounds,
+        "bare_pipeline_ratio": bare_ratio,
+        "bare_pipeline_ratio_each_round": bare_paired,
+        "pipeline_share_of_bare": pipeline.median / bare_pipeline.median,
         "offered_load": load,
         "cpu_seconds_per_1000_touches": cpu,
         "ingest_alone_cpu_seconds_per_1000_touches": ingest_cpu,
+        "bare_pipeline_cpu_seconds_per_1000_touches": bare_cpu,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
@@ -483,14 +510,16 @@ async def run(logs: Path) -> list[str]:
         f" over the ingest-alone round just before it: {', '.join(f'{r:.2f}' for r in paired)}",
         f"  machine {results['machine_busy_share']:.0%} busy in the pipeline rounds; had every process"
         f" but {', '.join(INFRASTRUCTURE)} cost nothing, the ratio would be at most {bound:.2f}",
+        bare_pipeline.line("touches/s"),
+        f"  bare pipeline ratio (its ceiling on this machine in this run): {bare_ratio:.2f}; each round:"
+        f" {', '.join(f'{r:.2f}' for r in bare_paired)}; the pipeline moves"
+        f" {results['pipeline_share_of_bare']:.0%} of the bare pipeline's rate",
         f"  offered {OFFERED_PER_SECOND:,}/s for {OFFERED_SECONDS} s (achieved {achieved:,.0f}/s): "
         f"202 -> timeline p50 {load['timeline_p50_ms']:.0f} ms, p99 {load['timeline_p99_ms']:.0f} ms; "
         f"202 -> membership p50 {load['membership_p50_ms']:.0f} ms, p99 {load['membership_p99_ms']:.0f} ms",
         "  CPU seconds per 1,000 touches (median over rounds):",
         *(f"    {name:<24} {seconds:6.3f}" for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1])),
-        "  CPU seconds per 1,000 touches through the ingest API alone: "
-        + ", ".join(
-            f"{name} {seconds:.3f}" for name, seconds in sorted(ingest_cpu.items(), key=lambda kv: -kv[1])
-        ),
+        cpu_line("through the ingest API alone", ingest_cpu),
+        cpu_line("through the bare pipeline", bare_cpu),
         f"  (written to {RESULTS.relative_to(ROOT)})",
     ]
