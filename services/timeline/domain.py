@@ -90,8 +90,12 @@ def parse_allowed(value: bytes) -> AllowedItem:
         return None
     if raw["kind"] == "split":
         return _detach(ProfileSplit.model_validate_json(value))
-    event = raw["event"]
-    row = TimelineRow(
+    return Touch(row_from_json(raw["event"]), frozenset(raw["purposes"]))
+
+
+def row_from_json(event: dict[str, Any]) -> TimelineRow:
+    """A touch's stored row from its JSON fields, trusted as the consent filter wrote them."""
+    return TimelineRow(
         event["customer_id"],
         datetime.fromisoformat(event["occurred_at"]),
         event["event_id"],
@@ -101,7 +105,6 @@ def parse_allowed(value: bytes) -> AllowedItem:
         datetime.fromisoformat(event["received_at"]),
         event["source"],
     )
-    return Touch(row, frozenset(raw["purposes"]))
 
 
 @dataclass
