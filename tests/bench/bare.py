@@ -27,8 +27,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.timeline.domain import TimelineRow, row_from_json
 from shared.db import create_pool
-from shared.kafka import create_consumer, create_producer, poll_batch, send_partitioned
+from shared.kafka import create_producer, poll_batch, send_partitioned
 from shared.settings import TouchlineSettings
+from shared.streams import StreamSettings, create_batch_consumer, group_id
 from shared.topics import CUSTOMER_ALLOWED, CUSTOMER_LOG, TopicSpec
 from tests.bench.timeline import end_offsets, wait_until_committed
 from tests.helpers import ServiceProcess
@@ -47,7 +48,7 @@ TIMELINE_SHARES = 2
 
 
 def group_of(settings: TouchlineSettings, hop: str) -> str:
-    return f"{settings.topic_prefix}bare-{hop}"
+    return group_id(settings, f"bare-{hop}")
 
 
 def partitions_of(
@@ -58,12 +59,10 @@ def partitions_of(
 
 
 def consumer_of(
-    settings: TouchlineSettings, hop: str, spec: TopicSpec, share: int = 0, shares: int = 1
+    settings: StreamSettings, hop: str, spec: TopicSpec, share: int = 0, shares: int = 1
 ) -> AIOKafkaConsumer:
-    """A consumer of its share of `spec`'s partitions, committing for the hop's group."""
-    consumer = create_consumer(
-        settings, group_id=group_of(settings, hop), max_partition_fetch_bytes=4 * 1024 * 1024
-    )
+    """A batch processor's consumer of its share of `spec`'s partitions, committing for the hop's group."""
+    consumer = create_batch_consumer(settings, f"bare-{hop}")
     consumer.assign(partitions_of(settings, spec, share, shares))
     return consumer
 
@@ -89,7 +88,7 @@ async def commit_positions(consumer: AIOKafkaConsumer, committed: dict[TopicPart
         committed.update(moved)
 
 
-async def run_filter(settings: TouchlineSettings) -> None:
+async def run_filter(settings: StreamSettings) -> None:
     consumer = consumer_of(settings, "filter", CUSTOMER_LOG)
     producer = create_producer(settings, transactional_id=group_of(settings, "filter"))
     allowed = settings.topic(CUSTOMER_ALLOWED)
@@ -128,7 +127,7 @@ async def store(pool: asyncpg.Pool, generation: str, rows: list[TimelineRow]) ->
             )
 
 
-async def run_timeline(settings: TouchlineSettings, share: int) -> None:
+async def run_timeline(settings: StreamSettings, share: int) -> None:
     consumer = consumer_of(settings, "timeline", CUSTOMER_ALLOWED, share, TIMELINE_SHARES)
     pool = await create_pool(settings.pg_dsn.get_secret_value())
     generation = await pool.fetchval("SELECT generation FROM timeline_active")
@@ -142,7 +141,7 @@ async def run_timeline(settings: TouchlineSettings, share: int) -> None:
         await commit_positions(consumer, committed)
 
 
-async def run_segments(settings: TouchlineSettings) -> None:
+async def run_segments(settings: StreamSettings) -> None:
     consumer = consumer_of(settings, "segments", CUSTOMER_ALLOWED)
     await consumer.start()
     committed: dict[TopicPartition, int] = {}
@@ -153,7 +152,7 @@ async def run_segments(settings: TouchlineSettings) -> None:
 
 async def run_hop(name: str) -> None:
     hop, _, share = name.partition("-")
-    settings = TouchlineSettings()
+    settings = StreamSettings()
     if hop == "timeline":
         await run_timeline(settings, int(share))
     else:

@@ -412,6 +412,11 @@ def cpu_table(used: list[dict[str, float]]) -> dict[str, float]:
     return table
 
 
+def over_ingest_alone(rate: Rate, ingest: Rate) -> list[float]:
+    """Each round's rate over the ingest-alone round run just before it."""
+    return [each / alone for each, alone in zip(rate.rounds, ingest.rounds, strict=True)]
+
+
 def cpu_line(setting: str, table: dict[str, float]) -> str:
     by_cost = sorted(table.items(), key=lambda kv: -kv[1])
     return f"  CPU seconds per 1,000 touches {setting}: " + ", ".join(f"{n} {s:.3f}" for n, s in by_cost)
@@ -455,11 +460,9 @@ async def run(logs: Path) -> list[str]:
     ingest_cpu = cpu_table([used for _, used in ingest_rounds])
     bare_cpu = cpu_table([used for _, used in bare_rounds])
     ratio = pipeline.median / ingest.median
-    paired = [rate / alone_rate for (rate, _), (alone_rate, _) in zip(rounds, ingest_rounds, strict=True)]
+    paired = over_ingest_alone(pipeline, ingest)
     bare_ratio = bare_pipeline.median / ingest.median
-    bare_paired = [
-        rate / alone_rate for (rate, _), (alone_rate, _) in zip(bare_rounds, ingest_rounds, strict=True)
-    ]
+    bare_paired = over_ingest_alone(bare_pipeline, ingest)
     bound = infrastructure_bound(cpu, ingest.median)
     load = {
         "touches_per_second": OFFERED_PER_SECOND,
