@@ -3,12 +3,14 @@
 The pipeline ratio has a ceiling no stage can lift: every touch crosses the same hops whatever the stages
 do with it. Here each hop is the least that hop must do, with raw aiokafka and asyncpg:
 
-- `filter`: customer.log -> customer.allowed, every record passed on as it is, read_committed, in one
-  Kafka transaction per poll with its offsets (the consent filter decodes and decides, and keeps one
+- `filter`: customer.log -> customer.allowed, every record passed on as it is (the round's consent
+  changes too: the workload's, sent to a real consent API as in the pipeline round), read_committed, in
+  one Kafka transaction per poll with its offsets (the consent filter decodes and decides, and keeps one
   transaction per input partition so that a moved partition fences its old owner);
 - `timeline` (run twice, as the projectors are): customer.allowed -> a COPY straight into the timeline's
-  events table, its key and newest-first index included, offsets committed after the database did (the
-  projector also keeps the profile summary and its counts, and is idempotent through a staging table);
+  events table, its key and newest-first index included, other records skipped, offsets committed after
+  the database did (the projector also keeps the profile summary and its counts, and is idempotent
+  through a staging table);
 - `segments`: customer.allowed read and its offsets committed, nothing stored (the evaluator keeps each
   customer's digest and tracking rows).
 
@@ -105,9 +107,11 @@ async def run_filter(settings: StreamSettings) -> None:
             await producer.send_offsets_to_transaction(offsets, group_of(settings, "filter"))
 
 
-def timeline_row(value: bytes) -> TimelineRow:
-    """A customer-log touch's events row, read with no validation: the least a projector can do."""
-    return row_from_json(orjson.loads(value))
+def timeline_row(value: bytes) -> TimelineRow | None:
+    """A customer-log touch's events row, read with no validation: the least a projector can do. None for
+    the log's other records (the round's consent changes): the hop stores nothing for them."""
+    record = orjson.loads(value)
+    return row_from_json(record) if record.get("kind") == "touch" else None
 
 
 async def store(pool: asyncpg.Pool, generation: str, rows: list[TimelineRow]) -> None:
@@ -135,7 +139,8 @@ async def run_timeline(settings: StreamSettings, share: int) -> None:
     committed: dict[TopicPartition, int] = {}
     while True:
         polled = await poll_batch(consumer, BATCH_MAX, LINGER_SECONDS)
-        rows = [timeline_row(r.value or b"") for batch in polled.values() for r in batch]
+        read = (timeline_row(r.value or b"") for batch in polled.values() for r in batch)
+        rows = [row for row in read if row is not None]
         if rows:
             await store(pool, generation, rows)
         await commit_positions(consumer, committed)

@@ -36,7 +36,7 @@ from shared.demo import DEMO_SEGMENTS, customer_journey
 from shared.topics import CUSTOMER_PARTITIONS, SEGMENT_MEMBERSHIP
 from tests.bench import bare
 from tests.bench.common import Rate, bench_database, bench_topics, percentile
-from tests.bench.ingest import KeepAliveClient, free_port
+from tests.bench.ingest import KeepAliveClient, free_ports
 from tests.bench.stack import Stack, cpu_seconds, cpu_used, start_stack
 from tests.helpers import ROOT, ServiceProcess
 
@@ -325,26 +325,42 @@ async def ingest_alone(
     and the CPU seconds the API, Kafka and the client used meanwhile, and the `idle` stack's processes
     (up between their rounds, with nothing to read: what they spend is taken from ingest alone).
 
-    With `bare_dsn`, the bare pipeline's hops (tests/bench/bare.py) read those topics and write that
-    database, and the round lasts until they have committed every touch."""
+    With `bare_dsn`, the bare pipeline: its hops (tests/bench/bare.py) read those topics and write that
+    database, the round's consent changes go meanwhile to a consent API of its own, as in the pipeline
+    round (they are the workload's, whatever the stages do), and the round lasts until the hops have
+    committed every touch."""
     async with bench_topics() as topics:
-        port = str(free_port())
-        api_env = env | {"TOUCHLINE_TOPIC_PREFIX": topics.topic_prefix, "TOUCHLINE_INGEST_PORT": port}
+        ingest_port, consent_port = free_ports(2)
+        api_env = env | {
+            "TOUCHLINE_TOPIC_PREFIX": topics.topic_prefix,
+            "TOUCHLINE_INGEST_PORT": str(ingest_port),
+            "TOUCHLINE_CONSENT_PORT": str(consent_port),
+        }
         api = ServiceProcess("services.ingest", "api", api_env, logs / "bench-ingest-alone.log").start()
-        alone = Stack({"ingest-api": api}, {})
+        alone = Stack({"ingest-api": api}, {"ingest": ingest_port})
         if bare_dsn is not None:
-            alone.processes |= bare.start_hops(api_env | {"TOUCHLINE_PG_DSN": bare_dsn}, logs)
+            bare_env = api_env | {"TOUCHLINE_PG_DSN": bare_dsn}
+            alone.processes |= bare.start_hops(bare_env, logs)
+            alone.processes["consent-api"] = ServiceProcess(
+                "services.consent", "api", bare_env, logs / "bench-bare-consent-api.log"
+            ).start()
+            alone.ports["consent"] = consent_port
         try:
-            await api.wait_ready(f"http://127.0.0.1:{port}/readyz")
+            for service in alone.ports:
+                await alone.processes[f"{service}-api"].wait_ready(f"{alone.url(service)}/readyz")
             batches = touch_batches(workload(round_number))
-            clients = await Clients.connect(int(port))
+            changes = consent_requests(round_number) if bare_dsn is not None else []
+            clients = await Clients.connect(ingest_port)
+            consent = await Clients.connect(consent_port, 1) if changes else None
             try:
                 await clients.warm_up(WARM_UP)
                 if bare_dsn is not None:
                     await bare.caught_up(topics)  # the hops are up and have read the warm-up touch
                 before, idle_before = cpu_seconds(alone), cpu_seconds(idle)
                 started = time.perf_counter()
-                await clients.send_all(batches)
+                await asyncio.gather(
+                    clients.send_all(batches), *([consent.send_all(changes)] if consent else [])
+                )
                 if bare_dsn is not None:
                     await bare.caught_up(topics)
                 rate = TOUCHES / (time.perf_counter() - started)
@@ -355,6 +371,8 @@ async def ingest_alone(
                 return rate, used | {"idle-pipeline": sum(idle_used[name] for name in idle.processes)}
             finally:
                 await clients.close()
+                if consent:
+                    await consent.close()
         finally:
             alone.stop()
 

@@ -3,8 +3,9 @@ ceiling would stop measuring the same records."""
 
 from datetime import UTC, datetime
 
+from services.consent.domain import consent_change
 from services.timeline.domain import TimelineRow
-from shared.events import PlatformStamp, TouchEventIn
+from shared.events import ConsentStatus, PlatformStamp, Purpose, TouchEventIn
 from shared.serialization import encode, encode_stamped
 from shared.settings import TouchlineSettings
 from shared.topics import CUSTOMER_ALLOWED
@@ -32,3 +33,8 @@ def test_the_timeline_hops_share_every_partition_once() -> None:
     settings = TouchlineSettings(topic_prefix="t.")
     shares = [partitions_of(settings, CUSTOMER_ALLOWED, share, TIMELINE_SHARES) for share in range(2)]
     assert sorted(p.partition for share in shares for p in share) == list(range(CUSTOMER_ALLOWED.partitions))
+
+
+def test_a_consent_change_on_the_log_becomes_no_row() -> None:
+    change = consent_change("cust-1", Purpose.MARKETING, ConsentStatus.DENIED, AT, "preference-centre")
+    assert timeline_row(encode(change)) is None
