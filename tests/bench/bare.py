@@ -92,7 +92,8 @@ async def commit_positions(consumer: AIOKafkaConsumer, committed: dict[TopicPart
 
 async def run_filter(settings: StreamSettings) -> None:
     consumer = consumer_of(settings, "filter", CUSTOMER_LOG)
-    producer = create_producer(settings, transactional_id=group_of(settings, "filter"))
+    group = group_of(settings, "filter")
+    producer = create_producer(settings, transactional_id=group)
     allowed = settings.topic(CUSTOMER_ALLOWED)
     await producer.start()
     await consumer.start()
@@ -104,7 +105,7 @@ async def run_filter(settings: StreamSettings) -> None:
         async with producer.transaction():
             await send_partitioned(producer, allowed, records)
             offsets = {tp: batch[-1].offset + 1 for tp, batch in polled.items()}
-            await producer.send_offsets_to_transaction(offsets, group_of(settings, "filter"))
+            await producer.send_offsets_to_transaction(offsets, group)
 
 
 def timeline_row(value: bytes) -> TimelineRow | None:

@@ -349,9 +349,10 @@ async def ingest_alone(
             for service in alone.ports:
                 await alone.processes[f"{service}-api"].wait_ready(f"{alone.url(service)}/readyz")
             batches = touch_batches(workload(round_number))
-            changes = consent_requests(round_number) if bare_dsn is not None else []
             clients = await Clients.connect(ingest_port)
-            consent = await Clients.connect(consent_port, 1) if changes else None
+            # The bare round's consent changes, on one connection as in the pipeline round; none alone.
+            consents = [await Clients.connect(consent_port, 1)] if bare_dsn is not None else []
+            changes = consent_requests(round_number)
             try:
                 await clients.warm_up(WARM_UP)
                 if bare_dsn is not None:
@@ -359,7 +360,7 @@ async def ingest_alone(
                 before, idle_before = cpu_seconds(alone), cpu_seconds(idle)
                 started = time.perf_counter()
                 await asyncio.gather(
-                    clients.send_all(batches), *([consent.send_all(changes)] if consent else [])
+                    clients.send_all(batches), *(consent.send_all(changes) for consent in consents)
                 )
                 if bare_dsn is not None:
                     await bare.caught_up(topics)
@@ -370,9 +371,8 @@ async def ingest_alone(
                 )
                 return rate, used | {"idle-pipeline": sum(idle_used[name] for name in idle.processes)}
             finally:
-                await clients.close()
-                if consent:
-                    await consent.close()
+                for client in [clients, *consents]:
+                    await client.close()
         finally:
             alone.stop()
 
